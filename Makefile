@@ -1,0 +1,45 @@
+# spurnb: two commands for users (README Quickstart), a few for developers.
+SHELL := /bin/bash
+VENV  ?= .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.spurnb-installed
+
+.PHONY: reproduce test install export sync-check clean-runs
+
+## make reproduce: run every notebook on the cpu profile and regenerate figures/cpu/
+reproduce: $(STAMP)
+	$(BIN)/spurnb reproduce --profile cpu
+
+## make test: pytest, the notebooks' own tests, an export/clean sync check and a smoke papermill run
+test: $(STAMP)
+	$(BIN)/pytest -q tests
+	SPURNB_PROFILE=smoke $(BIN)/nbdev_test --n_workers 1
+	$(MAKE) --no-print-directory sync-check
+	$(BIN)/spurnb reproduce --profile smoke
+
+# Creates .venv and installs spurnb with its pinned requirements the first time (or when settings.ini changes).
+$(STAMP): settings.ini setup.py
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	@echo "Installing spurnb and its requirements into $(VENV) (first run only; a few minutes)..."
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import spurnb, torch, diffusers, papermill, nbdev" || { echo "install failed"; exit 1; }
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make export: notebooks -> package, then strip notebook outputs/metadata (do this before committing)
+export: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+
+## make sync-check: fail if nbdev_export or nbdev_clean would change any file
+sync-check: $(STAMP)
+	@before=$$(cat nbs/*.ipynb spurnb/*.py | sha256sum); \
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean; \
+	after=$$(cat nbs/*.ipynb spurnb/*.py | sha256sum); \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "nbdev_export/nbdev_clean changed files: the package or notebooks were out of sync (run 'make export' and commit)"; \
+	  exit 1; fi; echo "notebooks and package in sync"
+
+clean-runs:
+	rm -rf runs/

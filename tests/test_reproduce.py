@@ -1,0 +1,60 @@
+"Cross-stage tests of the `spurnb reproduce` runner on throw-away notebooks."
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spurnb.reproduce import NotebookFailed, notebook_parameters, reproduce, stage_notebooks
+
+
+def _nb(cells):
+    "A minimal notebook from (source, tags) pairs."
+    return {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": tags}, "outputs": [],
+                       "source": src} for src, tags in cells],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "settings.ini").write_text("[DEFAULT]\n")
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    params = ('profile: str = "cpu"  # profile\nseeds: list = [0]  # seeds', ["parameters"])
+    (nbs / "00_index.ipynb").write_text(json.dumps(_nb([("print('no parameters')", [])])))
+    (nbs / "01_ok.ipynb").write_text(json.dumps(_nb([params, ("open('ran_ok.txt', 'w').write(profile + str(seeds))", [])])))
+    (nbs / "02_fail.ipynb").write_text(json.dumps(_nb([params, ("x = 1", []), ("raise RuntimeError('boom')", [])])))
+    return tmp_path
+
+
+def test_stage_discovery(project):
+    stages = stage_notebooks(project / "nbs")
+    assert list(stages) == ["01", "02"]  # 00_index has no parameters cell
+    assert notebook_parameters(stages["01"]) == ["profile", "seeds"]
+
+
+def test_runs_in_order_and_passes_parameters(project):
+    times = reproduce("smoke", only=["01"], seeds=[4, 5], root=project)
+    assert list(times) == ["01_ok"]
+    assert (project / "nbs" / "ran_ok.txt").read_text() == "smoke[4, 5]"
+    assert (project / "runs" / "smoke" / "01_ok.ipynb").exists()
+    res = json.loads((project / "figures" / "smoke" / "results.json").read_text())
+    assert res["profile"] == "smoke" and res["seeds"] == [4, 5] and "01_ok" in res["timings_s"]
+
+
+def test_failure_names_notebook_and_cell(project):
+    with pytest.raises(NotebookFailed) as e:
+        reproduce("smoke", root=project)
+    msg = str(e.value)
+    assert "02_fail.ipynb" in msg and "cell 2" in msg and "RuntimeError: boom" in msg
+
+
+def test_bad_arguments_are_one_line_errors(project):
+    for args in (["reproduce", "--profile", "gpu"], ["reproduce", "--only"], ["frobnicate"]):
+        r = subprocess.run([sys.executable, "-c", "from spurnb.reproduce import main; raise SystemExit(main())", *args],
+                           capture_output=True, text=True, cwd=project)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    r = subprocess.run([sys.executable, "-c", "from spurnb.reproduce import main; raise SystemExit(main())",
+                        "reproduce", "--profile", "smoke", "--only", "07"], capture_output=True, text=True, cwd=project)
+    assert r.returncode == 1 and "unknown notebook number(s) 07" in r.stderr
