@@ -34,3 +34,13 @@ def test_model_reloads_from_cached_weights(tmp_path):
     model.load_state_dict(art["tensors"])
     test = load_split(cfg["data"], "test")
     np.testing.assert_allclose(erm.predict(model, test), art["arrays"]["test_logits"], atol=1e-5)
+
+
+def test_erm_does_not_depend_on_earlier_random_numbers(tmp_path):
+    import torch
+
+    cfg = get_config("smoke", {"erm.epochs": 1})
+    a = erm.train_erm(cfg["data"], cfg["erm"], 0, tmp_path / "a")
+    torch.rand(1000)  # whatever ran before in the process must not change the result
+    b = erm.train_erm(cfg["data"], cfg["erm"], 0, tmp_path / "b")
+    np.testing.assert_allclose(a["arrays"]["test_logits"], b["arrays"]["test_logits"], atol=1e-5)
