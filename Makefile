@@ -4,7 +4,7 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.spurnb-installed
 
-.PHONY: reproduce test install export sync-check clean-runs
+.PHONY: reproduce test install export sync-check clean-runs generator
 
 ## make reproduce: run every notebook on the cpu profile and regenerate figures/cpu/
 reproduce: $(STAMP)
@@ -16,6 +16,12 @@ test: $(STAMP)
 	SPURNB_PROFILE=smoke $(BIN)/nbdev_test --n_workers 1
 	$(MAKE) --no-print-directory sync-check
 	$(BIN)/spurnb reproduce --profile smoke
+
+## make generator: retrain the embedded mini Stable Diffusion (resumable) and replace spurnb/assets/mini-sd
+generator: $(STAMP)
+	mkdir -p runs/cpu
+	cd nbs && ../$(BIN)/papermill 04_generator.ipynb ../runs/cpu/04_generator.ipynb -p profile cpu -p retrain True \
+	  -k python3 --language python --cwd .
 
 # Creates .venv and installs spurnb with its pinned requirements the first time (or when settings.ini changes).
 $(STAMP): settings.ini setup.py

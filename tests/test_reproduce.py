@@ -11,8 +11,8 @@ from spurnb.reproduce import NotebookFailed, notebook_parameters, reproduce, sta
 
 def _nb(cells):
     "A minimal notebook from (source, tags) pairs."
-    return {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {"tags": tags}, "outputs": [],
-                       "source": src} for src, tags in cells],
+    return {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {"tags": tags},
+                       "outputs": [], "source": src} for i, (src, tags) in enumerate(cells)],
             "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
@@ -47,7 +47,7 @@ def test_failure_names_notebook_and_cell(project):
     with pytest.raises(NotebookFailed) as e:
         reproduce("smoke", root=project)
     msg = str(e.value)
-    assert "02_fail.ipynb" in msg and "cell 2" in msg and "RuntimeError: boom" in msg
+    assert "02_fail.ipynb" in msg and "cell 3 (\"raise RuntimeError('boom')\")" in msg and "RuntimeError: boom" in msg
 
 
 def test_bad_arguments_are_one_line_errors(project):
