@@ -23,7 +23,7 @@ def one_thread():
 def embedded(tmp_path_factory):
     "A smoke-size segmenter trained for a few dozen steps, its config and cache folder."
     cfg = get_config("smoke")
-    scfg = {**S.SEGMENT_DEFAULTS["smoke"], "epochs": 20, "negatives": 0.5}
+    scfg = {**cfg["segment"], "epochs": 20, "negatives": 0.5}
     cache = tmp_path_factory.mktemp("cache")
     return cfg, scfg, cache, S.train_embedded_segmenter(cfg["data"], scfg, cache, "cpu")
 
