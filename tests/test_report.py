@@ -219,3 +219,14 @@ def test_notebook_runs_on_synthetic_results(tmp_path, monkeypatch, ablations):
 def test_notebook_without_results_writes_nothing(tmp_path, monkeypatch):
     run_notebook(tmp_path, monkeypatch)
     assert list((tmp_path / "figures" / "smoke").iterdir()) == []
+
+
+def test_replace_block_swaps_only_between_markers():
+    from spurnb.report import replace_block
+
+    doc = "# t\n<!-- table1:start -->\nold table\n<!-- table1:end -->\nrest"
+    out = replace_block(doc, "table1", "| a |\n|---|\n| 1 |\n")
+    assert out.startswith("# t\n<!-- table1:start -->\n| a |") and out.endswith("<!-- table1:end -->\nrest")
+    assert "old table" not in out
+    with pytest.raises(ValueError, match="not found"):
+        replace_block("# t\n<!-- table1:end -->\n<!-- table1:start -->", "table1", "x")
