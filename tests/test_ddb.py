@@ -5,20 +5,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spurnb.config import get_config
-from spurnb.generator import build_mini_sd, load_generator, save_generator
-from spurnb.inpaint import digest, inpaint_masks, inpaint_resumable, target_classes
+from spurnb.config import digest, get_config
+from spurnb.generator import load_generator
+from spurnb.inpaint import inpaint_masks, inpaint_resumable, target_classes
 from spurnb.inversion import images_of, inversion_images, learn_tokens, load_tokens, save_tokens
 from spurnb.prune import prune_decision, psi_scores, psi_thresholds, rho_scores
 from spurnb.retrain import JoinedDataset, ddb_loss
 from spurnb.data import ArrayGroupDataset
 
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    torch.manual_seed(0)
-    comps = build_mini_sd(get_config("smoke")["generator"])
-    return save_generator(comps, tmp_path_factory.mktemp("gen") / "mini-sd", {"note": "untrained"})
 
 
 @pytest.fixture(scope="module")

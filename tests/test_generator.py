@@ -3,15 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from spurnb.config import get_config
-from spurnb.generator import build_mini_sd, build_tokenizer, inpaint, load_generator, save_generator, text_to_image
+from spurnb.generator import build_tokenizer, inpaint, load_generator, text_to_image
 
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    torch.manual_seed(0)
-    comps = build_mini_sd(get_config("smoke")["generator"])
-    return save_generator(comps, tmp_path_factory.mktemp("gen") / "mini-sd", {"note": "untrained"})
 
 
 def test_round_trip_with_both_pipelines(folder):
