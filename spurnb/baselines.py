@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from .config import cached, seed_everything
 from .data import GroupDataset, load_split
-from .erm import fit, initial_weights, make_model, predict, train_erm
+from .erm import fit, initial_weights, make_model, predict, train_erm, training_knobs
 from .metrics import group_report
 
 # %% auto #0
@@ -345,11 +346,13 @@ def run_baseline(
     knobs = {k: bcfg[k] for k in BASELINE_KNOBS[name]}
 
     def compute():
+        t0 = time.perf_counter()
         train, val, test = (load_split(dcfg, s) for s in ("train", "val", "test"))
         if name == "dfr":
             erm_art = train_erm(dcfg, ecfg, seed, cache_dir, device)
-            return train_dfr(erm_art, make_model(ecfg["arch"], train.n_classes, ecfg["widths"]), val, test, knobs,
-                             seed, device)
+            art = train_dfr(erm_art, make_model(ecfg["arch"], train.n_classes, ecfg["widths"]), val, test, knobs,
+                            seed, device)
+            return {**art, "meta": {**art["meta"], "seconds": time.perf_counter() - t0}}
         weights = initial_weights(dcfg, ecfg, cache_dir, device)
 
         def new_model():
@@ -359,7 +362,8 @@ def run_baseline(
         trainer = {"upsample": train_upsample, "groupdro": train_groupdro, "jtt": train_jtt, "lisa": train_lisa}[name]
         model, meta = trainer(new_model, train, val, ecfg, knobs, seed, device)
         arrays = {"val_logits": predict(model, val, device=device), "test_logits": predict(model, test, device=device)}
-        return {"tensors": model.state_dict(), "arrays": arrays, "meta": {"group_labels": GROUP_LABELS[name], **meta}}
+        return {"tensors": model.state_dict(), "arrays": arrays,
+                "meta": {"group_labels": GROUP_LABELS[name], **meta, "seconds": time.perf_counter() - t0}}
 
-    key = {"data": dcfg, "erm": ecfg, "baseline": knobs, "seed": seed}
+    key = {"data": dcfg, "erm": training_knobs(ecfg), "baseline": knobs, "seed": seed}
     return cached("baseline_" + name, key, compute, cache_dir)

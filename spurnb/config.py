@@ -20,8 +20,8 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'CACHE_VERSION', 'get_config', 'seed_everything', 'resolve_device', 'project_root', 'run_paths',
-           'config_hash', 'digest', 'save_artifact', 'load_artifact', 'cached', 'git_commit', 'atomic_write_text',
-           'update_results']
+           'config_hash', 'digest', 'save_artifact', 'load_artifact', 'cached', 'job_count', 'run_jobs', 'git_commit',
+           'atomic_write_text', 'update_results']
 
 # %% ../nbs/01_config.ipynb #c04d33cf
 PROFILES: dict[str, dict] = {
@@ -196,7 +196,7 @@ def run_paths(cfg: dict, root: str | Path | None = None) -> dict[str, Path]:
     return paths
 
 # %% ../nbs/01_config.ipynb #4fa7f804
-CACHE_VERSION = 2  # bump when a stage's output or numerics change (2: channels-last training), to invalidate old artifacts
+CACHE_VERSION = 3  # bump when a stage's output or numerics change (2: channels-last training, 3: batched shifts)
 
 
 def config_hash(obj: Any) -> str:
@@ -271,6 +271,97 @@ def cached(
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
     return load_artifact(final)
+
+# %% ../nbs/01_config.ipynb #9e3069e6
+def job_count(device: str | torch.device = "auto") -> int:
+    "Worker processes for independent jobs: `SPURNB_JOBS`, else one per CPU core; 1 when training on a GPU."
+    if str(resolve_device(str(device))).startswith("cuda"):
+        return 1
+    raw = os.environ.get("SPURNB_JOBS", str(os.cpu_count() or 1))
+    try:
+        jobs = int(raw)
+    except ValueError:
+        raise ValueError(f"SPURNB_JOBS must be a whole number, got {raw!r}") from None
+    if jobs < 1:
+        raise ValueError(f"SPURNB_JOBS must be at least 1, got {jobs}")
+    return jobs
+
+
+_POOL: dict = {}
+
+
+def _worker_init(threads: int) -> None:
+    "Set up a worker process: its thread count, no progress bars of its own, and Ctrl-C left to the parent."
+    import signal
+    from functools import partialmethod
+
+    import tqdm.std
+
+    os.environ["SPURNB_WORKER"] = "1"
+    tqdm.std.tqdm.__init__ = partialmethod(tqdm.std.tqdm.__init__, disable=True)  # the parent shows one bar
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers when it is interrupted
+    torch.set_num_threads(threads)
+
+
+def _importable(fn: Callable) -> Callable:
+    "`fn`, or the `spurnb` function of the same name when `fn` was defined in a notebook (worker processes import it)."
+    if getattr(fn, "__module__", "") != "__main__":
+        return fn
+    import importlib
+
+    from spurnb._modidx import d as index  # nbdev's index of every exported name
+
+    for mod, names in index["syms"].items():
+        if f"{mod}.{fn.__name__}" in names:
+            return getattr(importlib.import_module(mod), fn.__name__)
+    raise ValueError(f"{fn.__name__} is not a spurnb function; worker processes cannot import it")
+
+
+def _call(fn: Callable, call: tuple | dict, common: dict) -> None:
+    "Run one job in a worker; its artifact lands in the cache, nothing is sent back."
+    args, kwargs = (call, {}) if isinstance(call, tuple) else ((), call)
+    fn(*args, **{**common, **kwargs})
+
+
+def run_jobs(
+    fn: Callable,  # a cached spurnb stage function, e.g. `train_erm`
+    calls: list,  # one entry per job: a tuple of positional arguments or a dict of keyword arguments
+    jobs: int | None = None,  # worker processes (default: `job_count`)
+    desc: str = "jobs",  # progress-bar label
+    **common,  # keyword arguments shared by every call
+) -> list:
+    "Results of `fn` for each of `calls`, in order; with `jobs` > 1 they are first computed in worker processes."
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
+    from spurnb.config import _call, _worker_init  # the package's, which worker processes can import
+
+    jobs = job_count() if jobs is None else jobs
+    calls = list(calls)
+    if jobs > 1 and len(calls) > 1 and not os.environ.get("SPURNB_WORKER"):  # no pools inside workers
+        target = _importable(fn)
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        if _POOL.get("spec") != (jobs, threads):
+            if _POOL.get("pool"):
+                _POOL["pool"].shutdown()
+            _POOL.update(spec=(jobs, threads), pool=ProcessPoolExecutor(
+                jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)))
+        try:
+            futures = [_POOL["pool"].submit(_call, target, c, common) for c in calls]
+            for f in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} processes)", leave=False):
+                f.result()
+        except BrokenProcessPool as e:
+            _POOL.clear()
+            raise RuntimeError(f"a worker process of {fn.__name__} died (out of memory?); rerun with "
+                               "SPURNB_JOBS=1 to run the jobs one by one") from e
+    out = []
+    for c in calls:
+        args, kwargs = (c, {}) if isinstance(c, tuple) else ((), c)
+        out.append(fn(*args, **{**common, **kwargs}))
+    return out
 
 # %% ../nbs/01_config.ipynb #d04a1892
 def git_commit(root: str | Path | None = None) -> str:

@@ -227,14 +227,14 @@ def invert(
     select: str | None = None,  # image choice (default: `ddb.inversion.select`)
 ) -> dict:
     "Learn (or load) the class tokens for one seed: artifact plus `files` ({token: folder}) and `idx` per class."
-    from spurnb.erm import per_sample_losses, train_erm
+    from spurnb.erm import per_sample_losses, train_erm, training_knobs
 
     dcfg, ecfg, gcfg = cfg["data"], cfg["erm"], cfg["generator"]
     icfg = {**cfg["ddb"]["inversion"]}
     icfg["n_samples"] = icfg["n_samples"] if n_samples is None else int(n_samples)
     icfg["select"] = icfg["select"] if select is None else select
     model = get_generator(dcfg, gcfg, cache_dir)
-    key = {"data": dcfg, "erm": ecfg, "model": model_fingerprint(model), "size": gcfg["size"], "inv": icfg,
+    key = {"data": dcfg, "erm": training_knobs(ecfg), "model": model_fingerprint(model), "size": gcfg["size"], "inv": icfg,
            "seed": seed, **({"segment": cfg["segment"]} if icfg["mask_weight"] > 0 else {})}
 
     def compute():
