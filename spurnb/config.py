@@ -349,8 +349,10 @@ def run_jobs(
                 _POOL["pool"].shutdown()
             _POOL.update(spec=(jobs, threads), pool=ProcessPoolExecutor(
                 jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)))
+        # a last, incomplete round would leave cores idle: those jobs run here afterwards, with every thread
+        pooled = calls[: len(calls) - len(calls) % jobs] if len(calls) > jobs else calls
         try:
-            futures = [_POOL["pool"].submit(_call, target, c, common) for c in calls]
+            futures = [_POOL["pool"].submit(_call, target, c, common) for c in pooled]
             for f in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} processes)", leave=False):
                 f.result()
         except BrokenProcessPool as e:

@@ -19,14 +19,20 @@ def toy_failure() -> dict:
 
 
 def test_workers_fill_the_cache_and_results_come_back_in_order(tmp_path):
-    calls = [("toy", {"seed": s}, toy_artifact, tmp_path) for s in range(3)]
+    calls = [("toy", {"seed": s}, toy_artifact, tmp_path) for s in range(4)]
     got = C.run_jobs(C.cached, calls, jobs=2)
-    assert len(got) == 3 and len(list((tmp_path / "toy").iterdir())) == 3
+    assert len(got) == 4 and len(list((tmp_path / "toy").iterdir())) == 4
     assert all(a["meta"]["pid"] != os.getpid() for a in got)  # computed by the workers, read back here
     assert all(a["meta"]["threads"] == max(1, (os.cpu_count() or 1) // 2) for a in got)
     assert not any(a["meta"]["bars"] for a in got)  # only the parent draws a progress bar
     again = C.run_jobs(C.cached, calls, jobs=1)  # one process: the same artifacts, from the cache
     assert [a["meta"] for a in again] == [a["meta"] for a in got]
+
+
+def test_an_incomplete_last_round_runs_here_with_every_thread(tmp_path):
+    got = C.run_jobs(C.cached, [("toy", {"seed": s}, toy_artifact, tmp_path) for s in range(3)], jobs=2)
+    assert [a["meta"]["pid"] == os.getpid() for a in got] == [False, False, True]
+    assert got[2]["meta"]["threads"] == torch.get_num_threads()
 
 
 def test_keyword_calls_and_shared_arguments(tmp_path):
