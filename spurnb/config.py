@@ -293,12 +293,15 @@ _POOL: dict = {}
 def _worker_init(threads: int) -> None:
     "Set up a worker process: its thread count, no progress bars of its own, and Ctrl-C left to the parent."
     import signal
-    from functools import partialmethod
 
     import tqdm.std
 
-    os.environ["SPURNB_WORKER"] = "1"
-    tqdm.std.tqdm.__init__ = partialmethod(tqdm.std.tqdm.__init__, disable=True)  # the parent shows one bar
+    init = tqdm.std.tqdm.__init__
+
+    def quiet(self, *args, **kwargs):  # every bar of this process is off, even one asked for with disable=False
+        init(self, *args, **{**kwargs, "disable": True})
+
+    tqdm.std.tqdm.__init__ = quiet  # the parent shows one bar for all jobs
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers when it is interrupted
     torch.set_num_threads(threads)
 
@@ -337,26 +340,29 @@ def run_jobs(
 
     from tqdm.auto import tqdm
 
-    from spurnb.config import _call, _worker_init  # the package's, which worker processes can import
+    from spurnb import config as package  # its helpers, which workers can import, and its one pool per process
 
     jobs = job_count() if jobs is None else jobs
     calls = list(calls)
-    if jobs > 1 and len(calls) > 1 and not os.environ.get("SPURNB_WORKER"):  # no pools inside workers
+    # no pool inside a multiprocessing child (our own workers, or a test runner's forked worker, where it can hang)
+    if jobs > 1 and len(calls) > 1 and mp.parent_process() is None:
         target = _importable(fn)
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        if _POOL.get("spec") != (jobs, threads):
-            if _POOL.get("pool"):
-                _POOL["pool"].shutdown()
-            _POOL.update(spec=(jobs, threads), pool=ProcessPoolExecutor(
-                jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)))
+        state, spec = package._POOL, (jobs, threads, os.getpid())  # a forked child never reuses its parent's pool
+        if state.get("spec") != spec:
+            if state.get("pool") and state["spec"][2] == os.getpid():
+                state["pool"].shutdown()
+            state.clear()
+            state.update(spec=spec, pool=ProcessPoolExecutor(
+                jobs, mp_context=mp.get_context("spawn"), initializer=package._worker_init, initargs=(threads,)))
         # a last, incomplete round would leave cores idle: those jobs run here afterwards, with every thread
         pooled = calls[: len(calls) - len(calls) % jobs] if len(calls) > jobs else calls
         try:
-            futures = [_POOL["pool"].submit(_call, target, c, common) for c in pooled]
+            futures = [state["pool"].submit(package._call, target, c, common) for c in pooled]
             for f in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} processes)", leave=False):
                 f.result()
         except BrokenProcessPool as e:
-            _POOL.clear()
+            state.clear()
             raise RuntimeError(f"a worker process of {fn.__name__} died (out of memory?); rerun with "
                                "SPURNB_JOBS=1 to run the jobs one by one") from e
     out = []

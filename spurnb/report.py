@@ -19,7 +19,7 @@ from .config import atomic_write_text
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'METHOD_ORDER', 'LABELS_USED', 'REQUIRED_KEYS', 'PAPER_DATASETS',
            'check_results', 'load_results', 'ordered_methods', 'wga_interval', 'table1', 'table2', 'table3',
-           'write_table', 'group_names', 'plot_per_group', 'plot_wga', 'replace_block']
+           'write_table', 'group_names', 'plot_per_group', 'plot_wga', 'replace_block', 'summary']
 
 # %% ../nbs/11_results.ipynb #1fe054de
 PAPER_TABLE1: dict[str, dict] = {  # worst-group accuracy (%) reported in the paper's Table 1
@@ -354,3 +354,49 @@ def replace_block(
     if i < 0 or j < i:
         raise ValueError(f"markers {start} ... {end} not found (in this order)")
     return text[: i + len(start)] + "\n" + content.strip() + "\n" + text[j:]
+
+# %% ../nbs/11_results.ipynb #16b35f3f
+def _wga(results: dict, name: str) -> tuple[float, float, int]:
+    "Mean and sd (percent) of a method's test WGA over seeds, and the number of seeds."
+    worst = _pct(results.get("methods", {}).get(name, {}).get("worst"))
+    return (*_mean_sd(worst), int(np.sum(~np.isnan(worst))))
+
+
+def summary(results: dict) -> str:
+    "A Markdown paragraph of the run's main findings, every number read from `results` (a `results.json` dict)."
+    methods = results.get("methods", {})
+    if "DDB" not in methods or "ERM" not in methods:
+        return "DDB or ERM has not been run yet: nothing to summarise."
+    (ddb, ddb_sd, n), (erm, _, _) = _wga(results, "DDB"), _wga(results, "ERM")
+    out = [f"DDB reaches a worst-group accuracy of {_fmt(ddb, ddb_sd, n)}% on the test split (mean ± sd over {n} "
+           f"seed(s)), against ERM's {erm:.1f}%: {ddb - erm:+.1f} points, with no training group labels."]
+    if "Balanced-data oracle" in methods:
+        ora = _wga(results, "Balanced-data oracle")[0]
+        out.append(f"The group-balanced oracle reaches {ora:.1f}%, {abs(ora - ddb):.1f} points "
+                   f"{'above' if ora >= ddb else 'below'} DDB.")
+    others = {m: _wga(results, m)[0] for m in methods if m not in ("DDB", "ERM", "Balanced-data oracle")}
+    if others:
+        above = sorted((m for m, v in others.items() if v > ddb), key=lambda m: -others[m])
+        out.append(f"Of the {len(others)} baselines, {len(above)} score above DDB"
+                   + (f" ({', '.join(f'{m} {others[m]:.1f}%' for m in above)})." if above else "."))
+    pr = results.get("ablations", {}).get("pruning")
+    if pr:
+        w, wo = _mean_sd(_pct(pr["with"]["worst"]))[0], _mean_sd(_pct(pr["without"]["worst"]))[0]
+        gen = sum(np.sum(v) for v in pr["generated"].values())
+        pruned = sum(np.sum(v) for v in pr["pruned"].values())
+        out.append(f"Two-headed pruning removes {100 * pruned / max(gen, 1):.0f}% of the generated images; WGA is "
+                   f"{w:.1f}% with it and {wo:.1f}% without, so pruning {'helps' if w > wo else 'does not help'} "
+                   "here (`table2.md`).")
+    inv = results.get("ablations", {}).get("inversion_samples")
+    if inv:
+        wga = _pct(inv["worst"])
+        best, worst = inv["n"][int(np.nanargmax(wga))], inv["n"][int(np.nanargmin(wga))]
+        out.append(f"Among {', '.join(map(str, inv['n']))} inversion images per class (seed {inv.get('seed', '?')} "
+                   f"only, `table3.md`), n = {best} gives the best WGA ({np.nanmax(wga):.1f}%) and n = {worst} the "
+                   f"worst ({np.nanmin(wga):.1f}%); the paper's best is 30 and its worst 0.")
+    read = results.get("ddb", {}).get("inpaint", {}).get("new_class_read_by_digit_reader")
+    if read:
+        shares = [100 * v for per_seed in read.values() for v in per_seed.values()]
+        out.append(f"The embedded mini Stable Diffusion draws the requested class in {min(shares):.0f}–"
+                   f"{max(shares):.0f}% of its edits (per seed and class, judged by a digit reader; `07_inpaint`).")
+    return " ".join(out)

@@ -11,7 +11,8 @@ def toy_artifact() -> dict:
     "An artifact that records which process made it."
     from tqdm.auto import tqdm
 
-    return {"meta": {"pid": os.getpid(), "threads": torch.get_num_threads(), "bars": not tqdm(range(1)).disable}}
+    bars = [tqdm(range(1)), tqdm(range(1), disable=False)]  # even a bar asked for explicitly stays off
+    return {"meta": {"pid": os.getpid(), "threads": torch.get_num_threads(), "bars": any(not b.disable for b in bars)}}
 
 
 def toy_failure() -> dict:

@@ -230,3 +230,22 @@ def test_replace_block_swaps_only_between_markers():
     assert "old table" not in out
     with pytest.raises(ValueError, match="not found"):
         replace_block("# t\n<!-- table1:end -->\n<!-- table1:start -->", "table1", "x")
+
+
+def test_summary_numbers_come_from_results():
+    res = synthetic()
+    text = rp.summary(res)
+    assert "90.0 ± 2.0%" in text and "ERM's 45.0%: +45.0 points" in text  # DDB [0.88, 0.92], ERM [0.40, 0.50]
+    assert "0 score above DDB." in text  # LISA 72, DFR 84 are below DDB's 90
+    assert "removes 46%" in text and "90.0% with it and 82.0% without, so pruning helps" in text  # 260 of 560
+    assert "n = 40 gives the best WGA (90.0%) and n = 0 the worst (50.0%)" in text
+    res["methods"]["DFR"]["worst"] = [0.95, 0.97]
+    assert "1 score above DDB (DFR 96.0%)" in rp.summary(res)
+    res["ablations"]["pruning"]["without"]["worst"] = [0.95, 0.95]
+    assert "so pruning does not help" in rp.summary(res)
+
+
+def test_summary_leaves_out_what_has_not_run():
+    assert rp.summary({}).startswith("DDB or ERM has not been run")
+    text = rp.summary(synthetic(ablations=False))
+    assert "pruning" not in text and "inversion" not in text and "oracle" not in text
