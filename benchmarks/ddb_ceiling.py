@@ -1,0 +1,93 @@
+"""How far is DDB's retraining from the oracle when its generated images are replaced by better ones? (cpu profile)
+
+Usage: .venv/bin/python benchmarks/ddb_ceiling.py   (after `make reproduce`: stages 03-08 must be cached)
+Every variant retrains exactly as `09_retrain` does (from ERM with a fresh head, L_train + γ1·L_gen1 + γ2·L_gen2,
+10 epochs, selection on validation WGA); only the extra images and γ change:
+- `kept_clean`: DDB's kept edits, minus those the world digit reader reads as the old class (label noise removed);
+- `real_kept`: real minority-group composites from the world split (digits never in train/val/test) in the same
+  number per class as DDB keeps;
+- `real300`: 300 real minority composites per class.
+Output recorded in ddb_ceiling.txt. A diagnostic: DDB itself never sees digit labels or real minority images.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+VARIANTS = [("kept_clean", (6.0, 10.0)), ("real_kept", (6.0, 10.0)), ("real_kept", (1.0, 1.0)),
+            ("real300", (0.5, 0.5))]
+
+
+def run(variant: str, gamma: tuple, seed: int) -> dict:
+    "Retrain one seed with one variant's extra images; validation and test group accuracies."
+    import torch
+
+    from spurnb.config import get_config, run_paths
+    from spurnb.data import ArrayGroupDataset, load_split
+    from spurnb.erm import fit, initial_weights, make_model, predict, train_erm
+    from spurnb.metrics import group_report
+    from spurnb.prune import kept_mask, prune_scores
+    from spurnb.retrain import JoinedDataset, ddb_loss
+
+    torch.set_num_threads(1)
+    cfg = get_config("cpu")
+    dcfg, ecfg, dd = cfg["data"], cfg["erm"], cfg["ddb"]
+    cache = run_paths(cfg)["cache"]
+    train, val, test, world = (load_split(dcfg, s) for s in ("train", "val", "test", "world"))
+    scores = prune_scores(cfg, seed, cache)
+    G = scores["gen"]["arrays"]
+    keep = kept_mask(scores, dd["prune"]["P"])
+    if variant == "kept_clean":
+        reader = make_model(ecfg["arch"], 10, ecfg["widths"])
+        reader.load_state_dict(initial_weights(dcfg, ecfg, cache))
+        ds = ArrayGroupDataset(G["images"][keep], G["y"][keep], G["a"][keep], 2, 2)
+        ok = (predict(reader, ds).argmax(1) >= 5) == G["y"][keep]
+        images, y, a = G["images"][keep][ok], G["y"][keep][ok], G["a"][keep][ok]
+    else:
+        n = ({c: int((G["y"][keep] == c).sum()) for c in (0, 1)} if variant == "real_kept" else {0: 300, 1: 300})
+        rng = np.random.default_rng(seed)
+        pick = np.concatenate([rng.choice(np.nonzero((world.y == c) & (world.a != c))[0], n[c], replace=False)
+                               for c in (0, 1)])
+        images, y, a = world.images[pick], world.y[pick], world.a[pick]
+    joined = JoinedDataset(train, images, y, a)
+    gen_class, y_all = torch.from_numpy(joined.gen_class), torch.from_numpy(joined.y)
+
+    def batch_loss(model, idx, load):
+        return ddb_loss(model(load(idx)), y_all[idx], gen_class[idx], list(gamma))
+
+    erm = train_erm(dcfg, ecfg, seed, cache)
+    torch.manual_seed(seed)
+    model = make_model(ecfg["arch"], 2, ecfg["widths"], erm["tensors"])
+    rcfg = {**ecfg, "epochs": dd["retrain"]["epochs"], "lr": dd["retrain"]["lr"]}
+    model, _ = fit(model, joined, val, rcfg, seed, select="worst", batch_loss=batch_loss)
+    rv = group_report(predict(model, val).argmax(1), val.y, val.g, 4)
+    rt = group_report(predict(model, test).argmax(1), test.y, test.g, 4)
+    return {"variant": variant, "gamma": list(gamma), "seed": seed, "extra": {c: int((y == c).sum()) for c in (0, 1)},
+            "val_worst": round(rv["worst"], 3), "test_worst": round(rt["worst"], 3), "test_avg": round(rt["avg"], 3),
+            "test_groups": [round(v, 3) for v in rt["per_group"]]}
+
+
+def main() -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    calls = [(v, g, s) for v, g in VARIANTS for s in (0, 1, 2)]
+    t = time.time()
+    with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=mp.get_context("spawn")) as pool:
+        rows = list(pool.map(run, *zip(*calls)))
+    print(f"# {len(calls)} retrainings in {time.time() - t:.0f} s", flush=True)
+    for i in range(0, len(rows), 3):
+        r = rows[i: i + 3]
+        print(json.dumps({k: r[0][k] for k in ("variant", "gamma")}), "extra per class",
+              [list(x["extra"].values()) for x in r], "val_worst", [x["val_worst"] for x in r],
+              round(float(np.mean([x["val_worst"] for x in r])), 4), "test_worst", [x["test_worst"] for x in r],
+              round(float(np.mean([x["test_worst"] for x in r])), 4), "test_avg",
+              round(float(np.mean([x["test_avg"] for x in r])), 4), "test per group (seed 0)", r[0]["test_groups"],
+              flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
