@@ -1,11 +1,13 @@
 """How far is DDB's retraining from the oracle when its generated images are replaced by better ones? (cpu profile)
 
-Usage: .venv/bin/python benchmarks/ddb_ceiling.py   (after `make reproduce`: stages 03-08 must be cached)
+Usage: .venv/bin/python benchmarks/ddb_ceiling.py [variant:g1/g2 ...]   (after `make reproduce`; default: VARIANTS)
 Every variant retrains exactly as `09_retrain` does (from ERM with a fresh head, L_train + γ1·L_gen1 + γ2·L_gen2,
 10 epochs, selection on validation WGA); only the extra images and γ change:
 - `kept_clean`: DDB's kept edits, minus those the world digit reader reads as the old class (label noise removed);
 - `real_kept`: real minority-group composites from the world split (digits never in train/val/test) in the same
   number per class as DDB keeps;
+- `real_kept_vae`: as `real_kept`, with each image's object box (grown as for inpainting) passed through the mini
+  SD's VAE and pasted back: the repainted-region look of an edit, with the true digit;
 - `real300`: 300 real minority composites per class.
 Output recorded in ddb_ceiling.txt. A diagnostic: DDB itself never sees digit labels or real minority images.
 """
@@ -46,11 +48,22 @@ def run(variant: str, gamma: tuple, seed: int) -> dict:
         ok = (predict(reader, ds).argmax(1) >= 5) == G["y"][keep]
         images, y, a = G["images"][keep][ok], G["y"][keep][ok], G["a"][keep][ok]
     else:
-        n = ({c: int((G["y"][keep] == c).sum()) for c in (0, 1)} if variant == "real_kept" else {0: 300, 1: 300})
+        n = {c: int((G["y"][keep] == c).sum()) for c in (0, 1)} if variant != "real300" else {0: 300, 1: 300}
         rng = np.random.default_rng(seed)
         pick = np.concatenate([rng.choice(np.nonzero((world.y == c) & (world.a != c))[0], n[c], replace=False)
                                for c in (0, 1)])
         images, y, a = world.images[pick], world.y[pick], world.a[pick]
+        if variant == "real_kept_vae":
+            from spurnb.generator import load_generator
+            from spurnb.inpaint import inpaint_masks, inpaint_model
+
+            vae = load_generator(inpaint_model(dcfg, cfg["generator"], cache), "inpaint").vae
+            box = inpaint_masks(world.masks[pick], dd["inpaint"]["mask"], dd["inpaint"]["grow"])
+            x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+            with torch.no_grad():
+                rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+            rec = ((rec + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            images = np.where(box[..., None], rec, images)
     joined = JoinedDataset(train, images, y, a)
     gen_class, y_all = torch.from_numpy(joined.gen_class), torch.from_numpy(joined.y)
 
@@ -74,7 +87,10 @@ def main() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     os.environ.setdefault("TQDM_DISABLE", "1")
-    calls = [(v, g, s) for v, g in VARIANTS for s in (0, 1, 2)]
+    variants = VARIANTS
+    if sys.argv[1:]:  # e.g. real_kept_vae:1/1
+        variants = [(v, tuple(float(x) for x in g.split("/"))) for v, g in (a.split(":") for a in sys.argv[1:])]
+    calls = [(v, g, s) for v, g in variants for s in (0, 1, 2)]
     t = time.time()
     with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=mp.get_context("spawn")) as pool:
         rows = list(pool.map(run, *zip(*calls)))
