@@ -1,7 +1,7 @@
 """How far is DDB's retraining from the oracle when its generated images are replaced by better ones? (cpu profile)
 
 Usage: .venv/bin/python benchmarks/ddb_ceiling.py [variant:g1/g2 ...]   (after `make reproduce`; default: VARIANTS)
-Every variant retrains exactly as `09_retrain` does (from ERM with a fresh head, L_train + γ1·L_gen1 + γ2·L_gen2,
+Every variant retrains with `09_retrain`'s `retrain` (from ERM with a fresh head, L_train + γ1·L_gen1 + γ2·L_gen2,
 10 epochs, selection on validation WGA); only the extra images and γ change:
 - `kept_clean`: DDB's kept edits, minus those the world digit reader reads as the old class (label noise removed);
 - `real_kept`: real minority-group composites from the world split (digits never in train/val/test) in the same
@@ -28,13 +28,13 @@ def run(variant: str, gamma: tuple, seed: int) -> dict:
 
     from spurnb.config import get_config, run_paths
     from spurnb.data import ArrayGroupDataset, load_split
-    from spurnb.erm import fit, initial_weights, make_model, predict, train_erm
+    from spurnb.erm import initial_weights, make_model, predict
     from spurnb.metrics import group_report
     from spurnb.prune import kept_mask, prune_scores
-    from spurnb.retrain import JoinedDataset, ddb_loss
+    from spurnb.retrain import retrain
 
     torch.set_num_threads(1)
-    cfg = get_config("cpu")
+    cfg = get_config("cpu", {"ddb.retrain.gamma": list(gamma)})
     dcfg, ecfg, dd = cfg["data"], cfg["erm"], cfg["ddb"]
     cache = run_paths(cfg)["cache"]
     train, val, test, world = (load_split(dcfg, s) for s in ("train", "val", "test", "world"))
@@ -64,17 +64,7 @@ def run(variant: str, gamma: tuple, seed: int) -> dict:
                 rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
             rec = ((rec + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
             images = np.where(box[..., None], rec, images)
-    joined = JoinedDataset(train, images, y, a)
-    gen_class, y_all = torch.from_numpy(joined.gen_class), torch.from_numpy(joined.y)
-
-    def batch_loss(model, idx, load):
-        return ddb_loss(model(load(idx)), y_all[idx], gen_class[idx], list(gamma))
-
-    erm = train_erm(dcfg, ecfg, seed, cache)
-    torch.manual_seed(seed)
-    model = make_model(ecfg["arch"], 2, ecfg["widths"], erm["tensors"])
-    rcfg = {**ecfg, "epochs": dd["retrain"]["epochs"], "lr": dd["retrain"]["lr"]}
-    model, _ = fit(model, joined, val, rcfg, seed, select="worst", batch_loss=batch_loss)
+    model, _ = retrain(cfg, seed, train, val, images, y, a, cache)
     rv = group_report(predict(model, val).argmax(1), val.y, val.g, 4)
     rt = group_report(predict(model, test).argmax(1), test.y, test.g, 4)
     return {"variant": variant, "gamma": list(gamma), "seed": seed, "extra": {c: int((y == c).sum()) for c in (0, 1)},

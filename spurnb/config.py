@@ -320,10 +320,11 @@ def _importable(fn: Callable) -> Callable:
     raise ValueError(f"{fn.__name__} is not a spurnb function; worker processes cannot import it")
 
 
-def _call(fn: Callable, call: tuple | dict, common: dict) -> None:
-    "Run one job in a worker; its artifact lands in the cache, nothing is sent back."
+def _call(fn: Callable, call: tuple | dict, common: dict, keep: bool = True):
+    "`fn` on one job's arguments; in a worker (`keep=False`) only its cache entry is kept, nothing is sent back."
     args, kwargs = (call, {}) if isinstance(call, tuple) else ((), call)
-    fn(*args, **{**common, **kwargs})
+    out = fn(*args, **{**common, **kwargs})
+    return out if keep else None
 
 
 def run_jobs(
@@ -358,18 +359,14 @@ def run_jobs(
         # a last, incomplete round would leave cores idle: those jobs run here afterwards, with every thread
         pooled = calls[: len(calls) - len(calls) % jobs] if len(calls) > jobs else calls
         try:
-            futures = [state["pool"].submit(package._call, target, c, common) for c in pooled]
+            futures = [state["pool"].submit(package._call, target, c, common, False) for c in pooled]
             for f in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} processes)", leave=False):
                 f.result()
         except BrokenProcessPool as e:
             state.clear()
             raise RuntimeError(f"a worker process of {fn.__name__} died (out of memory?); rerun with "
                                "SPURNB_JOBS=1 to run the jobs one by one") from e
-    out = []
-    for c in calls:
-        args, kwargs = (c, {}) if isinstance(c, tuple) else ((), c)
-        out.append(fn(*args, **{**common, **kwargs}))
-    return out
+    return [_call(fn, c, common) for c in calls]
 
 # %% ../nbs/01_config.ipynb #d04a1892
 def git_commit(root: str | Path | None = None) -> str:

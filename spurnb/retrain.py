@@ -18,7 +18,7 @@ from .erm import fit, make_model, predict, train_erm
 from .prune import kept_mask, prune_scores, to_input
 
 # %% auto #0
-__all__ = ['ddb_loss', 'JoinedDataset', 'train_ddb']
+__all__ = ['ddb_loss', 'JoinedDataset', 'retrain', 'train_ddb']
 
 # %% ../nbs/09_retrain.ipynb #2aedc9e8
 def ddb_loss(
@@ -59,6 +59,36 @@ class JoinedDataset(GroupDataset):
     def load_image(self, i: int) -> torch.Tensor:
         return self.real.load_image(i) if i < self.n_real else self.generated[i - self.n_real]
 
+# %% ../nbs/09_retrain.ipynb #d849b383
+def retrain(
+    cfg: dict,  # a resolved config (`get_config`)
+    seed: int,  # ERM seed and retraining seed
+    train: GroupDataset,  # the training set
+    val: GroupDataset,  # validation set (model selection)
+    images: np.ndarray,  # uint8 N×H×W×3 extra images (DDB: the kept generated ones)
+    y: np.ndarray,  # their labels
+    a: np.ndarray,  # their attributes
+    cache_dir: str | Path,  # artifact cache (ERM)
+    device: str | torch.device = "cpu",  # where to train
+) -> tuple[torch.nn.Module, list[dict]]:
+    "The retrained classifier (its best validation-WGA epoch) and the per-epoch history."
+    dcfg, ecfg, rcfg = cfg["data"], cfg["erm"], cfg["ddb"]["retrain"]
+    joined = JoinedDataset(train, images, y, a)
+    gen_class = torch.from_numpy(joined.gen_class)
+    y_all = torch.from_numpy(joined.y)
+    gamma = list(rcfg["gamma"])
+    if len(gamma) != train.n_classes:
+        raise ValueError(f"ddb.retrain.gamma needs one weight per class ({train.n_classes}), got {gamma}")
+
+    def batch_loss(model, idx, load):
+        return ddb_loss(model(load(idx)), y_all[idx].to(device), gen_class[idx].to(device), gamma)
+
+    erm = train_erm(dcfg, ecfg, seed, cache_dir, device)
+    torch.manual_seed(seed)  # the fresh last layer's initialisation
+    model = make_model(ecfg["arch"], train.n_classes, ecfg["widths"], erm["tensors"])
+    return fit(model, joined, val, {**ecfg, "epochs": rcfg["epochs"], "lr": rcfg["lr"]}, seed, select="worst",
+               device=device, desc=f"ddb(seed={seed})", batch_loss=batch_loss)
+
 # %% ../nbs/09_retrain.ipynb #c6955ac5
 def train_ddb(
     cfg: dict,  # a resolved config (`get_config`)
@@ -80,22 +110,8 @@ def train_ddb(
     def compute():
         t0 = time.perf_counter()
         train, val, test = (load_split(dcfg, s) for s in ("train", "val", "test"))
-        joined = JoinedDataset(train, G["images"][keep], G["y"][keep], G["a"][keep])
-        gen_class = torch.from_numpy(joined.gen_class)
-        y_all = torch.from_numpy(joined.y)
-        gamma = list(dd["retrain"]["gamma"])
-        if len(gamma) != train.n_classes:
-            raise ValueError(f"ddb.retrain.gamma needs one weight per class ({train.n_classes}), got {gamma}")
-
-        def batch_loss(model, idx, load):
-            return ddb_loss(model(load(idx)), y_all[idx].to(device), gen_class[idx].to(device), gamma)
-
-        erm = train_erm(dcfg, ecfg, seed, cache_dir, device)
-        torch.manual_seed(seed)  # the fresh last layer's initialisation
-        model = make_model(ecfg["arch"], train.n_classes, ecfg["widths"], erm["tensors"])
-        rcfg = {**ecfg, "epochs": dd["retrain"]["epochs"], "lr": dd["retrain"]["lr"]}
-        model, hist = fit(model, joined, val, rcfg, seed, select="worst", device=device, desc=f"ddb(seed={seed})",
-                          batch_loss=batch_loss)
+        model, hist = retrain(cfg, seed, train, val, G["images"][keep], G["y"][keep], G["a"][keep], cache_dir,
+                              device)
         arrays = {"val_logits": predict(model, val, device=device), "test_logits": predict(model, test, device=device)}
         counts = {str(c): {"generated": int((G["y"] == c).sum()), "kept": int((G["y"][keep] == c).sum())}
                   for c in range(train.n_classes)}
