@@ -17,7 +17,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory sync-check
 	$(BIN)/spurnb reproduce --profile smoke
 
-## make generator: retrain the embedded mini Stable Diffusion (resumable) and replace spurnb/assets/mini-sd
+## make generator: retrain the embedded mini Stable Diffusion and its inpainting UNet (resumable); replace spurnb/assets/mini-sd*
 generator: $(STAMP)
 	mkdir -p runs/cpu
 	cd nbs && ../$(BIN)/papermill 04_generator.ipynb ../runs/cpu/04_generator.ipynb -p profile cpu -p retrain True \

@@ -8,7 +8,10 @@ Every variant retrains with `09_retrain`'s `retrain` (from ERM with a fresh head
   number per class as DDB keeps;
 - `real_kept_vae`: as `real_kept`, with each image's object box (grown as for inpainting) passed through the mini
   SD's VAE and pasted back: the repainted-region look of an edit, with the true digit;
-- `real300`: 300 real minority composites per class.
+- `real300`: 300 real minority composites per class;
+- `words`: DDB's own sources, masks, inpainting model and settings and both pruning heads, but each edit prompted
+  with a digit word of the new class ("a photo of a seven") instead of the class's learned token;
+- `words_t2i`: as `words`, repainted by the text-to-image model with masked latents instead of the inpainting model.
 Output recorded in ddb_ceiling.txt. A diagnostic: DDB itself never sees digit labels or real minority images.
 """
 import json
@@ -41,7 +44,38 @@ def run(variant: str, gamma: tuple, seed: int) -> dict:
     scores = prune_scores(cfg, seed, cache)
     G = scores["gen"]["arrays"]
     keep = kept_mask(scores, dd["prune"]["P"])
-    if variant == "kept_clean":
+    if variant in ("words", "words_t2i"):
+        from spurnb.data import DIGIT_WORDS
+        from spurnb.erm import train_erm
+        from spurnb.generator import load_generator
+        from spurnb.inpaint import inpaint_model, inpaint_resumable
+        from spurnb.inversion import images_of
+        from spurnb.prune import prune_decision, psi_scores, psi_thresholds, rho_scores, softmax_of, to_input
+        import tempfile
+
+        rng = np.random.default_rng(seed)
+        words = [DIGIT_WORDS[int(c) * 5 + int(rng.integers(0, 5))] for c in G["y"]]
+        src = images_of(train, G["src_idx"], G["images"].shape[1])
+        from spurnb.generator import get_generator
+
+        model = inpaint_model(dcfg, cfg["generator"], cache) if variant == "words" else \
+            get_generator(dcfg, cfg["generator"], cache)
+        pipe = load_generator(model, "inpaint")
+        ic = dd["inpaint"]
+        with tempfile.TemporaryDirectory() as d:
+            gen = inpaint_resumable(pipe, src, G["masks"], [ic["template"].format(w) for w in words], d, seed=ic["seed"],
+                                    steps=ic["steps"], guidance=ic["guidance"], batch_size=64, chunk=10**6)
+        erm = make_model(ecfg["arch"], 2, ecfg["widths"])
+        erm.load_state_dict(train_erm(dcfg, ecfg, seed, cache)["tensors"])
+        xg, xs = to_input(gen, 32), to_input(src, 32)
+        pg, ps = softmax_of(erm, xg), softmax_of(erm, xs)
+        Psi = psi_thresholds(ps, G["src_y"])
+        rho, _, _ = rho_scores(erm, xg, xs, G["masks"], G["y"], dd["prune"]["ig_steps"], 32, 800)
+        dec = prune_decision(psi_scores(pg, G["src_y"]), np.array([Psi[int(c)] for c in G["src_y"]]), rho,
+                             dd["prune"]["P"])
+        k = dec["keep"]
+        images, y, a = gen[k], G["y"][k], G["a"][k]
+    elif variant == "kept_clean":
         reader = make_model(ecfg["arch"], 10, ecfg["widths"])
         reader.load_state_dict(initial_weights(dcfg, ecfg, cache))
         ds = ArrayGroupDataset(G["images"][keep], G["y"][keep], G["a"][keep], 2, 2)

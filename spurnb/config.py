@@ -52,7 +52,8 @@ PROFILES: dict[str, dict] = {
                       "max_length": 16, "background_share": 0.15, "vae_steps": 6, "vae_lr": 1e-3,
                       "vae_kl": 1e-6, "vae_batch_size": 16, "unet_steps": 6, "unet_lr": 5e-4, "warmup_steps": 3,
                       "batch_size": 16, "mask_weight": 4.0, "snr_gamma": 5.0, "ema_decay": 0.999,
-                      "ckpt_every": 4, "eval_samples": 2, "eval_steps": 4, "guidance": 3.0},
+                      "ckpt_every": 4, "eval_samples": 2, "eval_steps": 4, "guidance": 3.0,
+                      "inpaint_steps": 4, "inpaint_lr": 5e-4, "inpaint_full_share": 0.15},
     },
     "cpu": {
         "seeds": [0, 1, 2],
@@ -76,12 +77,13 @@ PROFILES: dict[str, dict] = {
                 "prune": {"enabled": True, "ig_steps": 25, "P": 0.3, "batch_size": 32, "internal_batch_size": 800},
                 "retrain": {"epochs": 10, "lr": 1e-4, "gamma": [6.0, 10.0]},
                 "ablation_n": [0, 10, 20, 30, 40], "ablation_seeds": [0]},
-        "generator": {"model": "assets:mini-sd", "inpaint_model": "assets:mini-sd", "size": 32,
+        "generator": {"model": "assets:mini-sd", "inpaint_model": "assets:mini-sd-inpaint", "size": 32,
                       "vae_channels": [32, 64, 64], "text_width": 64, "text_layers": 2, "unet_channels": [64, 128],
                       "unet_layers_per_block": 1, "max_length": 16, "background_share": 0.15, "vae_steps": 1000,
                       "vae_lr": 1e-3, "vae_kl": 1e-6, "vae_batch_size": 32, "unet_steps": 5000, "unet_lr": 5e-4,
                       "warmup_steps": 200, "batch_size": 64, "mask_weight": 4.0, "snr_gamma": 5.0,
-                      "ema_decay": 0.999, "ckpt_every": 200, "eval_samples": 20, "eval_steps": 25, "guidance": 3.0},
+                      "ema_decay": 0.999, "ckpt_every": 200, "eval_samples": 20, "eval_steps": 25, "guidance": 3.0,
+                      "inpaint_steps": 4000, "inpaint_lr": 5e-4, "inpaint_full_share": 0.15},
     },
     "paper": {
         "seeds": [0, 1, 2],
@@ -119,7 +121,8 @@ PROFILES: dict[str, dict] = {
                       "background_share": 0.15, "vae_steps": 0, "vae_lr": 1e-4, "vae_kl": 1e-6,
                       "vae_batch_size": 8, "unet_steps": 0, "unet_lr": 1e-4, "warmup_steps": 0, "batch_size": 8,
                       "mask_weight": 0.0, "snr_gamma": 5.0, "ema_decay": 0.999, "ckpt_every": 500,
-                      "eval_samples": 20, "eval_steps": 50, "guidance": 7.5},
+                      "eval_samples": 20, "eval_steps": 50, "guidance": 7.5,
+                      "inpaint_steps": 0, "inpaint_lr": 1e-4, "inpaint_full_share": 0.15},
     },
 }
 

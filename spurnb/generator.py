@@ -21,7 +21,8 @@ from .data import DIGIT_WORDS, land_background, load_split, water_background
 # %% auto #0
 __all__ = ['PLACES', 'GRAMMAR_WORDS', 'caption', 'world_corpus', 'sample_captions', 'build_tokenizer', 'build_mini_sd',
            'train_vae', 'encode_latents', 'train_denoiser', 'train_mini_sd', 'save_generator', 'verify_folder',
-           'load_generator', 'text_to_image', 'paste_back', 'inpaint', 'resolve_model', 'get_generator', 'box_masks']
+           'load_generator', 'text_to_image', 'paste_back', 'inpaint', 'resolve_model', 'get_generator', 'box_masks',
+           'inpainting_unet', 'training_masks', 'train_inpainter', 'get_inpainter']
 
 # %% ../nbs/04_generator.ipynb #a3c88b04
 PLACES = ("land", "water")
@@ -346,14 +347,16 @@ def save_generator(
     folder: str | Path,  # destination (replaced atomically)
     info: dict | None = None,  # training facts, written to training.json
     fp16: bool = True,  # store weights in float16
+    kind: str = "text2img",  # text2img or inpaint: the pipeline class model_index.json names
 ) -> Path:
     "Save the components as a standard diffusers folder with a SHA256SUMS manifest."
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    pipe = StableDiffusionPipeline(**comps, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    cls = {"text2img": StableDiffusionPipeline, "inpaint": StableDiffusionInpaintPipeline}[kind]
+    pipe = cls(**comps, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if fp16:
         for name in ("vae", "text_encoder", "unet"):
             getattr(pipe, name).to(torch.float16)
@@ -491,7 +494,8 @@ def get_generator(
     model = resolve_model(gcfg["model"])
     if model and not retrain:
         return model
-    keys = {k: v for k, v in gcfg.items() if k not in ("model", "inpaint_model", "eval_samples", "eval_steps", "guidance")}
+    keys = {k: v for k, v in gcfg.items() if k not in ("model", "inpaint_model", "eval_samples", "eval_steps", "guidance")
+            and not k.startswith("inpaint_")}
     return str(train_mini_sd(dcfg, gcfg, Path(cache_dir) / "generator" / config_hash({"data": dcfg, "gen": keys})))
 
 # %% ../nbs/04_generator.ipynb #e791c0d1
@@ -503,3 +507,133 @@ def box_masks(masks: np.ndarray, grow: int = 2) -> np.ndarray:
         if len(ys):
             out[i, max(0, ys.min() - grow) : ys.max() + grow + 1, max(0, xs.min() - grow) : xs.max() + grow + 1] = True
     return out
+
+# %% ../nbs/04_generator.ipynb #5d9257b2
+def inpainting_unet(unet):
+    "A 9-channel copy of a 4-channel UNet (latent, mask, masked-image latent); the 5 new inputs start at zero weight."
+    from diffusers import UNet2DConditionModel
+
+    if unet.config.in_channels != 4:
+        raise ValueError(f"expected a 4-channel text-to-image UNet, got in_channels={unet.config.in_channels}")
+    new = UNet2DConditionModel.from_config({**unet.config, "in_channels": 9})
+    state = unet.state_dict()
+    w = state["conv_in.weight"]
+    state["conv_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], 5, *w.shape[2:])], 1)
+    new.load_state_dict(state)
+    return new.to(unet.dtype)
+
+
+def training_masks(
+    obj_masks: np.ndarray,  # bool N×H×W object masks
+    digit: np.ndarray,  # digit per image, -1 for background-only
+    rng: np.random.Generator,  # randomness
+    p_full: float = 0.15,  # share of full masks (draw the whole image)
+    max_grow: int = 3,  # object boxes grow by 0..max_grow pixels
+) -> np.ndarray:
+    "Holes to train the inpainting model on: the object's grown box, a random box without object, or everything."
+    n, h, w = obj_masks.shape
+    out = np.zeros_like(obj_masks, dtype=bool)
+    for i in range(n):
+        if rng.random() < p_full:
+            out[i] = True
+        elif digit[i] >= 0 and obj_masks[i].any():
+            out[i] = box_masks(obj_masks[i : i + 1], int(rng.integers(0, max_grow + 1)))[0]
+        else:
+            bh, bw = rng.integers(h // 3, 3 * h // 4 + 1, 2)
+            y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+            out[i, y : y + bh, x : x + bw] = True
+    return out
+
+# %% ../nbs/04_generator.ipynb #c7585543
+def train_inpainter(
+    base: str | Path,  # the text-to-image folder to start from
+    dcfg: dict,  # the config's `data` section (the world split comes from it)
+    gcfg: dict,  # generator config (inpaint_steps, inpaint_lr, inpaint_full_share, batch_size, ...)
+    workdir: str | Path,  # checkpoints and the finished folder go here
+    seed: int = 0,  # RNG seed
+) -> Path:
+    "Fine-tune a 9-channel inpainting UNet from `base` on the world corpus (resumable); save it as a diffusers folder."
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import compute_snr
+    from tqdm.auto import tqdm
+
+    workdir = Path(workdir)
+    out = workdir / "mini-sd-inpaint"
+    if (out / "SHA256SUMS").exists():
+        return out
+    torch.manual_seed(seed)
+    pipe = load_generator(base, "text2img")
+    vae, text_encoder, tok = pipe.vae, pipe.text_encoder, pipe.tokenizer
+    unet = inpainting_unet(pipe.unet)
+    corpus = world_corpus(dcfg, gcfg["background_share"], seed)
+    scale = vae.config.scaling_factor
+    mean, std = encode_latents(vae, corpus["images"])
+    mean, std, f = mean * scale, std * scale, mean.shape[-1]
+    sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    opt = torch.optim.AdamW(unet.parameters(), lr=gcfg["inpaint_lr"], weight_decay=1e-2)
+    ema = {f"unet.{k}": v.detach().clone() for k, v in unet.state_dict().items()}
+    start, hist = _load_state(workdir / "ckpt-inpaint", {"unet": unet}, opt, ema)
+    rng = np.random.default_rng([seed, start, 9])
+    g = torch.Generator().manual_seed(seed + start + 9)
+    unet.train()
+    bs, steps, t0 = gcfg["batch_size"], gcfg["inpaint_steps"], time.time()
+    bar = tqdm(range(start, steps), desc="inpainting unet", initial=start, total=steps)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = gcfg["inpaint_lr"] * min(1.0, (step + 1) / gcfg["warmup_steps"])
+        idx = rng.integers(0, len(mean), bs)
+        hole = torch.from_numpy(training_masks(corpus["masks"][idx], corpus["digit"][idx], rng,
+                                               gcfg["inpaint_full_share"])).float()[:, None]
+        with torch.no_grad():  # as the pipeline does: blank the hole in [-1, 1], encode, sample the posterior
+            masked = vae.encode(_to_unit(corpus["images"][idx]) * (hole < 0.5)).latent_dist.sample(generator=g) * scale
+            caps = sample_captions(corpus["digit"][idx], corpus["place"][idx], rng, p_object_only=0.5)
+            emb = text_encoder(tok(caps, padding="max_length", truncation=True, return_tensors="pt").input_ids)[0]
+        ti = torch.from_numpy(idx)
+        z0 = mean[ti] + std[ti] * torch.randn(mean[ti].shape, generator=g)
+        hole_lat = F.interpolate(hole, size=(f, f))  # the pipeline's own resize (nearest)
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (bs,), generator=g)
+        x_in = torch.cat([sched.add_noise(z0, noise, t), hole_lat, masked], 1)
+        pred = unet(x_in, t, encoder_hidden_states=emb).sample
+        per = ((pred - noise) ** 2 * (1 + gcfg["mask_weight"] * hole_lat)).mean(dim=(1, 2, 3))
+        snr = compute_snr(sched, t)
+        loss = (per * torch.clamp(snr, max=gcfg["snr_gamma"]) / snr).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(gcfg["ema_decay"], (1 + step) / (10 + step))
+            for k, v in unet.state_dict().items():
+                ema[f"unet.{k}"].mul_(d).add_(v, alpha=1 - d)
+        hist.append({"step": step + 1, "loss": loss.item()})
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % gcfg["ckpt_every"] == 0 or step + 1 == steps:
+            _save_state(workdir / "ckpt-inpaint", {"unet": unet}, opt, step + 1, hist, ema)
+    unet.load_state_dict({k.split(".", 1)[1]: v for k, v in ema.items()})
+    unet.eval()
+    info = {"seconds": round(time.time() - t0, 1), "base": str(base), "unet_loss": hist[-1]["loss"] if hist else None,
+            "inpaint_steps_done": len(hist), "config": gcfg, "history": {"unet": hist[::10]}}
+    comps = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tok, "unet": unet, "scheduler": pipe.scheduler}
+    save_generator(comps, out, info, kind="inpaint")
+    return out
+
+
+def get_inpainter(
+    dcfg: dict,  # the config's `data` section
+    gcfg: dict,  # the config's `generator` section
+    cache_dir: str | Path,  # where a freshly trained folder goes
+    retrain: bool = False,  # train instead of loading `gcfg["inpaint_model"]`
+) -> str:
+    "Path or id of the inpainting model: the configured one, or one fine-tuned now from the text-to-image model."
+    from spurnb.config import config_hash
+
+    model = resolve_model(gcfg["inpaint_model"])
+    if model and not retrain:
+        return model
+    base = get_generator(dcfg, gcfg, cache_dir)
+    sums = Path(base) / "SHA256SUMS"
+    keys = {k: gcfg[k] for k in ("inpaint_steps", "inpaint_lr", "inpaint_full_share", "batch_size", "warmup_steps",
+                                 "mask_weight", "snr_gamma", "ema_decay", "background_share")}
+    key = {"data": dcfg, "base": sums.read_text() if sums.exists() else str(base), "gen": keys}
+    return str(train_inpainter(base, dcfg, gcfg, Path(cache_dir) / "inpainter" / config_hash(key)))

@@ -15,7 +15,7 @@ import torch
 
 from .config import cached, config_hash, digest
 from .data import load_split
-from .generator import box_masks, get_generator, inpaint, load_generator, resolve_model
+from .generator import box_masks, get_inpainter, inpaint, load_generator
 from .inversion import images_of, invert, load_tokens, model_fingerprint
 from .segment import dilate, majority_masks
 
@@ -86,8 +86,8 @@ def inpaint_resumable(
 
 # %% ../nbs/07_inpaint.ipynb #a54e008f
 def inpaint_model(dcfg: dict, gcfg: dict, cache_dir: str | Path) -> str:
-    "The inpainting model: `generator.inpaint_model`, or the text-to-image model when that is unset."
-    return resolve_model(gcfg["inpaint_model"]) or get_generator(dcfg, gcfg, cache_dir)
+    "The inpainting model: `generator.inpaint_model`, or one fine-tuned from the text-to-image model when unset."
+    return get_inpainter(dcfg, gcfg, cache_dir)
 
 
 def generate(

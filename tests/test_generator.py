@@ -50,3 +50,24 @@ def test_placeholder_token_and_textual_inversion(folder):
     row = pipe.text_encoder.get_input_embeddings().weight[pipe.tokenizer.convert_tokens_to_ids("<c0>")]
     assert torch.allclose(row, emb)
     assert text_to_image(pipe, ["a photo of a <c0>"], steps=2).shape == (1, 32, 32, 3)
+
+
+def test_inpainter_fine_tunes_resumes_and_keeps_the_text_encoder(folder, tmp_path):
+    from spurnb.config import get_config
+    from spurnb.generator import get_inpainter, train_inpainter
+
+    cfg = get_config("smoke")
+    gcfg = {**cfg["generator"], "inpaint_steps": 2, "ckpt_every": 1}
+    out = train_inpainter(folder, cfg["data"], gcfg, tmp_path / "w")
+    pipe = load_generator(out, "inpaint")
+    assert pipe.unet.config.in_channels == 9 and (tmp_path / "w" / "ckpt-inpaint" / "state.json").exists()
+    base = load_generator(folder, "text2img")
+    for a, b in zip(base.text_encoder.state_dict().values(), pipe.text_encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    masks = np.zeros((2, 32, 32), bool)
+    masks[:, 8:20, 10:22] = True
+    edited = inpaint(pipe, images, masks, ["a photo of a two"] * 2, steps=2)
+    assert (edited[~masks] == images[~masks]).all() and (edited[masks] != images[masks]).any()
+    assert train_inpainter(folder, cfg["data"], {**gcfg, "inpaint_steps": 99}, tmp_path / "w") == out  # cached
+    assert get_inpainter(cfg["data"], {**gcfg, "inpaint_model": str(folder)}, tmp_path) == str(folder)
