@@ -50,7 +50,7 @@ def run(variant: str, gamma: tuple, seed: int) -> dict:
         from spurnb.generator import load_generator
         from spurnb.inpaint import inpaint_model, inpaint_resumable
         from spurnb.inversion import images_of
-        from spurnb.prune import prune_decision, psi_scores, psi_thresholds, rho_scores, softmax_of, to_input
+        from spurnb.prune import prune_decision, score_generated
         import tempfile
 
         rng = np.random.default_rng(seed)
@@ -67,13 +67,8 @@ def run(variant: str, gamma: tuple, seed: int) -> dict:
                                     steps=ic["steps"], guidance=ic["guidance"], batch_size=64, chunk=10**6)
         erm = make_model(ecfg["arch"], 2, ecfg["widths"])
         erm.load_state_dict(train_erm(dcfg, ecfg, seed, cache)["tensors"])
-        xg, xs = to_input(gen, 32), to_input(src, 32)
-        pg, ps = softmax_of(erm, xg), softmax_of(erm, xs)
-        Psi = psi_thresholds(ps, G["src_y"])
-        rho, _, _ = rho_scores(erm, xg, xs, G["masks"], G["y"], dd["prune"]["ig_steps"], 32, 800)
-        dec = prune_decision(psi_scores(pg, G["src_y"]), np.array([Psi[int(c)] for c in G["src_y"]]), rho,
-                             dd["prune"]["P"])
-        k = dec["keep"]
+        sc, _ = score_generated(erm, gen, src, G["masks"], G["src_y"], G["y"], dd["prune"], train[0][0].shape[-1])
+        k = prune_decision(sc["psi"], sc["Psi"], sc["rho"], dd["prune"]["P"])["keep"]
         images, y, a = gen[k], G["y"][k], G["a"][k]
     elif variant == "kept_clean":
         reader = make_model(ecfg["arch"], 10, ecfg["widths"])

@@ -21,8 +21,8 @@ from .data import DIGIT_WORDS, land_background, load_split, water_background
 # %% auto #0
 __all__ = ['PLACES', 'GRAMMAR_WORDS', 'caption', 'world_corpus', 'sample_captions', 'build_tokenizer', 'build_mini_sd',
            'train_vae', 'encode_latents', 'train_denoiser', 'train_mini_sd', 'save_generator', 'verify_folder',
-           'load_generator', 'text_to_image', 'paste_back', 'inpaint', 'resolve_model', 'get_generator', 'box_masks',
-           'inpainting_unet', 'training_masks', 'train_inpainter', 'get_inpainter']
+           'model_fingerprint', 'load_generator', 'text_to_image', 'paste_back', 'inpaint', 'resolve_model',
+           'get_generator', 'box_masks', 'inpainting_unet', 'training_masks', 'train_inpainter', 'get_inpainter']
 
 # %% ../nbs/04_generator.ipynb #a3c88b04
 PLACES = ("land", "water")
@@ -186,6 +186,34 @@ def _to_unit(images: np.ndarray) -> torch.Tensor:
     "uint8 N×H×W×3 -> float N×3×H×W in [-1, 1]."
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
+
+def _weighted_loss(pred, noise, weight, sched, t, snr_gamma: float) -> torch.Tensor:
+    "Epsilon loss: squared error weighted per pixel by `weight`, per sample by min-SNR-γ, averaged over the batch."
+    from diffusers.training_utils import compute_snr
+
+    per = ((pred - noise) ** 2 * weight).mean(dim=(1, 2, 3))
+    snr = compute_snr(sched, t)
+    return (per * (torch.clamp(snr, max=snr_gamma) / snr)).mean()
+
+
+@torch.no_grad()
+def _ema_update(ema: dict, modules: dict, step: int, decay: float) -> None:
+    "Move the EMA weights (keys `module.param`) towards the modules' (warm-up decay); non-float buffers are copied."
+    d = min(decay, (1 + step) / (10 + step))
+    for n, m in modules.items():
+        for k, v in m.state_dict().items():
+            e = ema[f"{n}.{k}"]
+            if v.dtype.is_floating_point:
+                e.mul_(d).add_(v, alpha=1 - d)
+            else:
+                e.copy_(v)
+
+
+def _load_ema(modules: dict, ema: dict) -> None:
+    "Load the EMA weights into their modules."
+    for n, m in modules.items():
+        m.load_state_dict({k.split(".", 1)[1]: v for k, v in ema.items() if k.split(".", 1)[0] == n})
+
 # %% ../nbs/04_generator.ipynb #0d4c2f10
 def train_vae(
     vae,  # AutoencoderKL, trained in place
@@ -246,7 +274,6 @@ def train_denoiser(
 ) -> tuple[list[dict], dict]:
     "Train UNet + text encoder with the epsilon loss; return the loss history and the EMA weights."
     from diffusers import DDPMScheduler
-    from diffusers.training_utils import compute_snr
     from tqdm.auto import tqdm
 
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
@@ -273,24 +300,12 @@ def train_denoiser(
         noise = torch.randn(z0.shape, generator=g)
         t = torch.randint(0, sched.config.num_train_timesteps, (bs,), generator=g)
         pred = unet(sched.add_noise(z0, noise, t), t, encoder_hidden_states=emb).sample
-        w_pix = 1 + gcfg["mask_weight"] * obj_mask[idx]
-        per = ((pred - noise) ** 2 * w_pix).mean(dim=(1, 2, 3))
-        snr = compute_snr(sched, t)
-        w_t = torch.clamp(snr, max=gcfg["snr_gamma"]) / snr
-        loss = (per * w_t).mean()
+        loss = _weighted_loss(pred, noise, 1 + gcfg["mask_weight"] * obj_mask[idx], sched, t, gcfg["snr_gamma"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        with torch.no_grad():
-            d = min(gcfg["ema_decay"], (1 + step) / (10 + step))
-            for n, m in modules.items():
-                for k, v in m.state_dict().items():
-                    e = ema[f"{n}.{k}"]
-                    if v.dtype.is_floating_point:
-                        e.mul_(d).add_(v, alpha=1 - d)
-                    else:
-                        e.copy_(v)
+        _ema_update(ema, modules, step, gcfg["ema_decay"])
         hist.append({"step": step + 1, "loss": loss.item()})
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % gcfg["ckpt_every"] == 0 or step + 1 == gcfg["unet_steps"]:
@@ -324,8 +339,7 @@ def train_mini_sd(
     unet_hist, ema = train_denoiser(comps["unet"], comps["text_encoder"], comps["tokenizer"], mean * scale,
                                     std * scale, obj, corpus["digit"], corpus["place"], gcfg,
                                     workdir / "ckpt-unet", seed)
-    for name in ("unet", "text_encoder"):
-        comps[name].load_state_dict({k.split(".", 1)[1]: v for k, v in ema.items() if k.split(".", 1)[0] == name})
+    _load_ema({name: comps[name] for name in ("unet", "text_encoder")}, ema)
     info = {"seconds": round(time.time() - t0, 1), "vae_loss": vae_hist[-1]["loss"], "unet_loss": unet_hist[-1]["loss"],
             "vae_steps_done": len(vae_hist), "unet_steps_done": len(unet_hist),
             "config": gcfg, "history": {"vae": vae_hist[::10], "unet": unet_hist[::10]}}
@@ -388,6 +402,14 @@ def verify_folder(folder: str | Path) -> None:
         if _sha256(f) != digest:
             raise ValueError(f"generator file {f} is corrupted: sha256 differs from {sums}; restore it from git "
                              f"(git checkout -- {f}) or retrain (make generator)")
+
+
+def model_fingerprint(model: str | Path) -> str:
+    "What identifies a generator in cache keys: the hash of its SHA256SUMS when it has one, else its name."
+    from spurnb.config import config_hash
+
+    sums = Path(model) / "SHA256SUMS"
+    return config_hash(sums.read_text()) if sums.exists() else str(model)
 
 
 def load_generator(
@@ -494,8 +516,8 @@ def get_generator(
     model = resolve_model(gcfg["model"])
     if model and not retrain:
         return model
-    keys = {k: v for k, v in gcfg.items() if k not in ("model", "inpaint_model", "eval_samples", "eval_steps", "guidance")
-            and not k.startswith("inpaint_")}
+    keys = {k: v for k, v in gcfg.items()
+            if k not in ("model", "eval_samples", "eval_steps", "guidance") and not k.startswith("inpaint_")}
     return str(train_mini_sd(dcfg, gcfg, Path(cache_dir) / "generator" / config_hash({"data": dcfg, "gen": keys})))
 
 # %% ../nbs/04_generator.ipynb #e791c0d1
@@ -554,7 +576,6 @@ def train_inpainter(
 ) -> Path:
     "Fine-tune a 9-channel inpainting UNet from `base` on the world corpus (resumable); save it as a diffusers folder."
     from diffusers import DDPMScheduler
-    from diffusers.training_utils import compute_snr
     from tqdm.auto import tqdm
 
     workdir = Path(workdir)
@@ -595,22 +616,17 @@ def train_inpainter(
         t = torch.randint(0, sched.config.num_train_timesteps, (bs,), generator=g)
         x_in = torch.cat([sched.add_noise(z0, noise, t), hole_lat, masked], 1)
         pred = unet(x_in, t, encoder_hidden_states=emb).sample
-        per = ((pred - noise) ** 2 * (1 + gcfg["mask_weight"] * hole_lat)).mean(dim=(1, 2, 3))
-        snr = compute_snr(sched, t)
-        loss = (per * torch.clamp(snr, max=gcfg["snr_gamma"]) / snr).mean()
+        loss = _weighted_loss(pred, noise, 1 + gcfg["mask_weight"] * hole_lat, sched, t, gcfg["snr_gamma"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            d = min(gcfg["ema_decay"], (1 + step) / (10 + step))
-            for k, v in unet.state_dict().items():
-                ema[f"unet.{k}"].mul_(d).add_(v, alpha=1 - d)
+        _ema_update(ema, {"unet": unet}, step, gcfg["ema_decay"])
         hist.append({"step": step + 1, "loss": loss.item()})
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % gcfg["ckpt_every"] == 0 or step + 1 == steps:
             _save_state(workdir / "ckpt-inpaint", {"unet": unet}, opt, step + 1, hist, ema)
-    unet.load_state_dict({k.split(".", 1)[1]: v for k, v in ema.items()})
+    _load_ema({"unet": unet}, ema)
     unet.eval()
     info = {"seconds": round(time.time() - t0, 1), "base": str(base), "unet_loss": hist[-1]["loss"] if hist else None,
             "inpaint_steps_done": len(hist), "config": gcfg, "history": {"unet": hist[::10]}}
@@ -632,8 +648,7 @@ def get_inpainter(
     if model and not retrain:
         return model
     base = get_generator(dcfg, gcfg, cache_dir)
-    sums = Path(base) / "SHA256SUMS"
     keys = {k: gcfg[k] for k in ("inpaint_steps", "inpaint_lr", "inpaint_full_share", "batch_size", "warmup_steps",
                                  "mask_weight", "snr_gamma", "ema_decay", "background_share")}
-    key = {"data": dcfg, "base": sums.read_text() if sums.exists() else str(base), "gen": keys}
+    key = {"data": dcfg, "base": model_fingerprint(base), "gen": keys}
     return str(train_inpainter(base, dcfg, gcfg, Path(cache_dir) / "inpainter" / config_hash(key)))

@@ -15,8 +15,8 @@ import torch
 
 from .config import cached, config_hash, digest
 from .data import load_split
-from .generator import box_masks, get_inpainter, inpaint, load_generator
-from .inversion import images_of, invert, load_tokens, model_fingerprint
+from .generator import box_masks, get_inpainter, inpaint, load_generator, model_fingerprint
+from .inversion import images_of, invert, load_tokens
 from .segment import dilate, majority_masks
 
 # %% auto #0

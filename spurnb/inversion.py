@@ -15,11 +15,10 @@ import torch.nn.functional as F
 
 from .config import cached, config_hash, seed_everything
 from .data import GroupDataset, load_split
-from .generator import get_generator, load_generator
+from .generator import get_generator, load_generator, model_fingerprint
 
 # %% auto #0
-__all__ = ['INVERSION_SELECT', 'inversion_images', 'images_of', 'learn_tokens', 'save_tokens', 'load_tokens', 'model_fingerprint',
-           'invert']
+__all__ = ['INVERSION_SELECT', 'inversion_images', 'images_of', 'learn_tokens', 'save_tokens', 'load_tokens', 'invert']
 
 # %% ../nbs/05_inversion.ipynb #48d8ab6b
 INVERSION_SELECT = ("highest_loss", "random", "lowest_loss")
@@ -212,12 +211,6 @@ def load_tokens(
     return list(folders)
 
 # %% ../nbs/05_inversion.ipynb #24c4135a
-def model_fingerprint(model: str | Path) -> str:
-    "What identifies a generator in cache keys: the hash of its SHA256SUMS when it has one, else its name."
-    sums = Path(model) / "SHA256SUMS"
-    return config_hash(sums.read_text()) if sums.exists() else str(model)
-
-
 def invert(
     cfg: dict,  # a resolved config (`get_config`)
     seed: int,  # ERM seed (its losses pick the images) and inversion seed

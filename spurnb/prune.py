@@ -20,7 +20,8 @@ from .inpaint import generate
 from .inversion import images_of
 
 # %% auto #0
-__all__ = ['to_input', 'softmax_of', 'psi_scores', 'psi_thresholds', 'rho_scores', 'prune_decision', 'prune_scores', 'kept_mask']
+__all__ = ['to_input', 'softmax_of', 'psi_scores', 'psi_thresholds', 'rho_scores', 'prune_decision', 'score_generated',
+           'prune_scores', 'kept_mask']
 
 # %% ../nbs/08_prune.ipynb #ee68f369
 def to_input(
@@ -112,6 +113,29 @@ def prune_decision(
     return {"by_psi": by_psi, "by_rho": by_rho, "keep": ~(by_psi | by_rho)}
 
 # %% ../nbs/08_prune.ipynb #501e3110
+def score_generated(
+    model: torch.nn.Module,  # the ERM classifier
+    gen_images: np.ndarray,  # uint8 N×H×W×3 generated images
+    src_images: np.ndarray,  # uint8 N×H×W×3 the images they were edited from (IG's baselines)
+    masks: np.ndarray,  # bool N×H×W repainted regions
+    src_y: np.ndarray,  # source class per image
+    y: np.ndarray,  # new class per image
+    rcfg: dict,  # the config's `ddb.prune` section (ig_steps, batch_size, internal_batch_size)
+    size: int,  # the classifier's input side
+    device: str | torch.device = "cpu",  # where to run
+) -> tuple[dict[str, np.ndarray], dict[int, float]]:
+    "Both pruning scores of generated images: arrays ψ, Ψ (per image), ρ, IG's delta, p(new class); and Ψ per class."
+    x_gen, x_src = to_input(gen_images, size), to_input(src_images, size)
+    p_gen, p_src = softmax_of(model, x_gen, device=device), softmax_of(model, x_src, device=device)
+    psi = psi_scores(p_gen, src_y)
+    Psi = psi_thresholds(p_src, src_y)
+    rho, delta, _ = rho_scores(model, x_gen, x_src, masks, y, rcfg["ig_steps"], rcfg["batch_size"],
+                               rcfg["internal_batch_size"], device)
+    arrays = {"psi": psi, "Psi": np.array([Psi[int(c)] for c in src_y]), "rho": rho, "delta": delta,
+              "p_new": p_gen[np.arange(len(psi)), y]}
+    return arrays, Psi
+
+
 def prune_scores(
     cfg: dict,  # a resolved config (`get_config`)
     seed: int,  # ERM seed
@@ -132,16 +156,9 @@ def prune_scores(
         erm = train_erm(dcfg, ecfg, seed, cache_dir, device)
         model = make_model(ecfg["arch"], train.n_classes, ecfg["widths"])
         model.load_state_dict(erm["tensors"])
-        size = train[0][0].shape[-1]
-        x_gen = to_input(G["images"], size)
-        x_src = to_input(images_of(train, G["src_idx"], G["images"].shape[1]), size)
-        p_gen, p_src = softmax_of(model, x_gen, device=device), softmax_of(model, x_src, device=device)
-        psi = psi_scores(p_gen, G["src_y"])
-        Psi = psi_thresholds(p_src, G["src_y"])
-        rho, delta, _ = rho_scores(model, x_gen, x_src, G["masks"], G["y"], rcfg["ig_steps"], rcfg["batch_size"],
-                                   rcfg["internal_batch_size"], device)
-        arrays = {"psi": psi, "Psi": np.array([Psi[int(c)] for c in G["src_y"]]), "rho": rho, "delta": delta,
-                  "p_new": p_gen[np.arange(len(psi)), G["y"]]}
+        src = images_of(train, G["src_idx"], G["images"].shape[1])
+        arrays, Psi = score_generated(model, G["images"], src, G["masks"], G["src_y"], G["y"], rcfg,
+                                      train[0][0].shape[-1], device)
         return {"arrays": arrays, "meta": {"Psi": {str(k): v for k, v in Psi.items()},
                                            "seconds": time.perf_counter() - t0}}
 

@@ -171,3 +171,19 @@ def test_joined_dataset_orders_real_then_generated():
     assert torch.allclose(j[3][0], torch.from_numpy(gen[0]).permute(2, 0, 1).float() / 255)
     empty = JoinedDataset(real, gen[:0], np.zeros(0, int), np.zeros(0, int))
     assert len(empty) == 3
+
+
+def test_score_generated_gives_both_heads_per_image():
+    from spurnb.prune import score_generated, softmax_of, to_input
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    rng = np.random.default_rng(0)
+    gen, src = (rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8) for _ in range(2))
+    src_y = np.array([0, 0, 1, 1])
+    rcfg = {"ig_steps": 20, "batch_size": 2, "internal_batch_size": 40}
+    a, Psi = score_generated(model, gen, src, np.ones((4, 8, 8), bool), src_y, 1 - src_y, rcfg, 8)
+    assert Psi == psi_thresholds(softmax_of(model, to_input(src, 8)), src_y)
+    assert np.allclose(a["psi"], psi_scores(softmax_of(model, to_input(gen, 8)), src_y))
+    assert a["Psi"].tolist() == [Psi[0], Psi[0], Psi[1], Psi[1]] and a["rho"].shape == a["delta"].shape == (4,)
+    assert np.allclose(a["psi"] + a["p_new"], 1)  # two classes: old and new probabilities add up

@@ -71,3 +71,15 @@ def test_inpainter_fine_tunes_resumes_and_keeps_the_text_encoder(folder, tmp_pat
     assert (edited[~masks] == images[~masks]).all() and (edited[masks] != images[masks]).any()
     assert train_inpainter(folder, cfg["data"], {**gcfg, "inpaint_steps": 99}, tmp_path / "w") == out  # cached
     assert get_inpainter(cfg["data"], {**gcfg, "inpaint_model": str(folder)}, tmp_path) == str(folder)
+
+
+def test_model_fingerprint_follows_the_manifest(folder, tmp_path):
+    import shutil
+
+    from spurnb.generator import model_fingerprint
+
+    assert model_fingerprint("some/hub-id") == "some/hub-id"
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    assert model_fingerprint(copy) == model_fingerprint(folder)
+    (copy / "SHA256SUMS").write_text((copy / "SHA256SUMS").read_text() + "0  extra\n")
+    assert model_fingerprint(copy) != model_fingerprint(folder)
