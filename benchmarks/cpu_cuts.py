@@ -18,7 +18,7 @@ from spurnb.data import ArrayGroupDataset, load_split
 from spurnb.erm import initial_weights, make_model, predict, train_erm
 from spurnb.generator import load_generator
 from spurnb.inpaint import inpaint_masks, inpaint_model, inpaint_resumable
-from spurnb.inversion import images_of, invert, load_tokens
+from spurnb.inversion import draw_tokens, images_of, invert, load_tokens
 from spurnb.prune import prune_scores, rho_scores, to_input
 from spurnb.segment import majority_masks
 
@@ -44,7 +44,7 @@ def main() -> None:
         masks = inpaint_masks(maj["masks"][sel], pcfg["mask"], pcfg["grow"])
         pipe = load_generator(inpaint_model(dcfg, gcfg, cache), "inpaint")  # fresh: no tokens of another seed
         load_tokens(pipe, inv["files"])
-        prompts = [pcfg["template"].format(inv["meta"]["tokens"][int(c)]) for c in new_y]
+        prompts = [pcfg["template"].format(w) for w in draw_tokens(inv["meta"], new_y, [seed, pcfg["seed"]])]
         for steps, guidance in INPAINT:
             t = time.perf_counter()
             with tempfile.TemporaryDirectory() as d:

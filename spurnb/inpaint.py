@@ -16,7 +16,7 @@ import torch
 from .config import cached, config_hash, digest
 from .data import load_split
 from .generator import box_masks, get_inpainter, inpaint, load_generator, model_fingerprint
-from .inversion import images_of, invert, load_tokens
+from .inversion import draw_tokens, images_of, invert, load_tokens
 from .segment import dilate, majority_masks
 
 # %% auto #0
@@ -115,12 +115,12 @@ def generate(
         images = images_of(train, src_idx, gcfg["size"])
         pipe = load_generator(model, "inpaint").to(device)
         load_tokens(pipe, inv["files"])
-        tokens = {c: inv["meta"]["tokens"][c] for c in range(len(inv["meta"]["tokens"]))}
-        prompts = [pcfg["template"].format(tokens[int(c)]) for c in new_y]
+        words = draw_tokens(inv["meta"], new_y, [seed, pcfg["seed"]])  # one of the new class's words per image
+        prompts = [pcfg["template"].format(w) for w in words]
         gen = inpaint_resumable(pipe, images, masks, prompts, parts, seed=pcfg["seed"], steps=pcfg["steps"],
                                 guidance=pcfg["guidance"], batch_size=pcfg["batch_size"], chunk=pcfg["chunk"])
         arrays = {"images": gen, "src_idx": src_idx, "src_y": src_y, "y": new_y, "a": train.a[src_idx],
-                  "masks": masks}
+                  "masks": masks, "token": np.array([inv["meta"]["tokens"].index(w) for w in words], np.int64)}
         meta = {"seconds": time.perf_counter() - t0, "skipped_no_detection": int((~maj["detected"]).sum()),
                 "prompts": sorted(set(prompts)), "n": int(len(gen))}
         return {"arrays": arrays, "meta": meta}

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from spurnb.config import digest, get_config
 from spurnb.generator import load_generator
 from spurnb.inpaint import inpaint_masks, inpaint_resumable, target_classes
-from spurnb.inversion import images_of, inversion_images, learn_tokens, load_tokens, save_tokens
+from spurnb.inversion import (draw_tokens, features_of, images_of, inversion_images, learn_tokens, load_tokens,
+                              save_tokens, token_groups)
 from spurnb.prune import prune_decision, psi_scores, psi_thresholds, rho_scores
 from spurnb.retrain import JoinedDataset, ddb_loss
 from spurnb.data import ArrayGroupDataset
@@ -17,7 +18,7 @@ from spurnb.data import ArrayGroupDataset
 
 @pytest.fixture(scope="module")
 def icfg():
-    return {**get_config("smoke")["ddb"]["inversion"], "steps": 3, "batch_size": 2}
+    return {**get_config("smoke")["ddb"]["inversion"], "steps": 3, "batch_size": 2, "tokens_per_class": 1}
 
 
 def _images(n, seed=0):
@@ -42,6 +43,37 @@ def test_learned_tokens_move_and_nothing_else_does(folder, icfg):
     assert torch.equal(before, after)  # the model on disk is untouched
     zero, meta0 = learn_tokens(folder, {0: _images(0), 1: _images(0)}, icfg, seed=0)
     assert meta0["history"] == [] and torch.equal(zero["<c0>"], zero["<c1>"])  # N = 0: the initial word
+
+
+def test_several_words_per_class_each_learn_from_their_own_images(folder, icfg):
+    images = {0: _images(4), 1: _images(4, 1)}
+    groups = {0: np.array([0, 0, 1, 1]), 1: np.array([1, 1, 1, 1])}
+    learned, meta = learn_tokens(folder, images, {**icfg, "tokens_per_class": 2}, seed=0, groups=groups)
+    assert list(learned) == ["<c0-0>", "<c0-1>", "<c1-0>", "<c1-1>"]
+    assert meta["class_tokens"] == {"0": ["<c0-0>", "<c0-1>"], "1": ["<c1-0>", "<c1-1>"]}
+    assert meta["token_images"] == {"<c0-0>": 2, "<c0-1>": 2, "<c1-0>": 0, "<c1-1>": 4}
+    assert meta["relative_move"]["<c1-0>"] == 0 and meta["relative_move"]["<c1-1>"] > 0  # no image, no gradient
+    assert not torch.allclose(learned["<c0-0>"], learned["<c0-1>"])
+    assert set(draw_tokens(meta, np.ones(40, int), seed=0)) == {"<c1-1>"}  # a word no image taught is never drawn
+    assert len(set(draw_tokens(meta, np.zeros(40, int), seed=0))) == 2
+    assert draw_tokens(meta, np.array([0, 1, 0]), seed=3) == draw_tokens(meta, np.array([0, 1, 0]), seed=3)
+    with pytest.raises(ValueError, match="one of its class's"):
+        learn_tokens(folder, images, {**icfg, "tokens_per_class": 2}, seed=0, groups={0: np.array([0, 2, 0, 0]), 1: groups[1]})
+
+
+def test_token_groups_split_by_features_of_the_classifier():
+    from spurnb.erm import make_model
+
+    model = make_model("resnet_small", 2, [4, 8, 8])
+    x = np.zeros((6, 32, 32, 3), np.uint8)
+    x[3:] = 255  # two kinds of image
+    ds = ArrayGroupDataset(x, np.zeros(6), np.zeros(6), 2, 2)
+    f = features_of(model, ds, np.arange(6))
+    assert f.shape == (6, 8) and np.allclose(f[0], f[1]) and not np.allclose(f[0], f[3])
+    groups = token_groups(f, 2, seed=0)
+    assert len(set(groups[:3])) == 1 and len(set(groups[3:])) == 1 and groups[0] != groups[3]
+    assert token_groups(f, 1).tolist() == [0] * 6 and token_groups(f[:0], 3).shape == (0,)
+    assert features_of(model, ds, np.arange(0)).shape == (0, 8)
 
 
 def test_bad_init_word_and_token_clash(folder, icfg):
