@@ -74,6 +74,8 @@ def test_token_groups_split_by_features_of_the_classifier():
     assert len(set(groups[:3])) == 1 and len(set(groups[3:])) == 1 and groups[0] != groups[3]
     assert token_groups(f, 1).tolist() == [0] * 6 and token_groups(f[:0], 3).shape == (0,)
     assert features_of(model, ds, np.arange(0)).shape == (0, 8)
+    big = make_model("resnet50", 2)  # the paper profile's classifier: the same hook on its `fc`
+    assert features_of(big, ds, np.arange(2)).shape == (2, 2048)
 
 
 def test_bad_init_word_and_token_clash(folder, icfg):
