@@ -335,7 +335,7 @@ def run_baseline(
     name: str,  # one of BASELINE_KNOBS: upsample, groupdro, jtt, dfr, lisa
     dcfg: dict,  # the config's `data` section
     ecfg: dict,  # the config's `erm` section (the shared harness)
-    bcfg: dict,  # the config's `baselines` section
+    bcfg: dict,  # the config's `baselines` section (`epochs`, each method's knobs)
     seed: int,  # training seed
     cache_dir: str | Path,  # artifact cache
     device: str | torch.device = "cpu",  # where to train
@@ -360,10 +360,10 @@ def run_baseline(
             return make_model(ecfg["arch"], train.n_classes, ecfg["widths"], weights)
 
         trainer = {"upsample": train_upsample, "groupdro": train_groupdro, "jtt": train_jtt, "lisa": train_lisa}[name]
-        model, meta = trainer(new_model, train, val, ecfg, knobs, seed, device)
+        model, meta = trainer(new_model, train, val, {**ecfg, "epochs": bcfg["epochs"]}, knobs, seed, device)
         arrays = {"val_logits": predict(model, val, device=device), "test_logits": predict(model, test, device=device)}
         return {"tensors": model.state_dict(), "arrays": arrays,
                 "meta": {"group_labels": GROUP_LABELS[name], **meta, "seconds": time.perf_counter() - t0}}
 
-    key = {"data": dcfg, "erm": training_knobs(ecfg), "baseline": knobs, "seed": seed}
+    key = {"data": dcfg, "erm": training_knobs(ecfg), "epochs": bcfg["epochs"], "baseline": knobs, "seed": seed}
     return cached("baseline_" + name, key, compute, cache_dir)
