@@ -4,7 +4,7 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.spurnb-installed
 
-.PHONY: reproduce test install export sync-check clean-runs generator
+.PHONY: reproduce test install export sync-check clean-runs generator pretrained
 
 ## make reproduce: run every notebook on the cpu profile and regenerate figures/cpu/
 reproduce: $(STAMP)
@@ -22,6 +22,14 @@ generator: $(STAMP)
 	mkdir -p runs/cpu
 	cd nbs && ../$(BIN)/papermill 04_generator.ipynb ../runs/cpu/04_generator.ipynb -p profile cpu -p retrain True \
 	  -k python3 --language python --cwd .
+
+## make pretrained: retrain the world-split classifier (03) and the embedded segmenter (06); replace spurnb/assets/{world-classifier,segmenter}
+pretrained: $(STAMP)
+	mkdir -p runs/cpu
+	cd nbs && for nb in 03_erm 06_segment; do \
+	  ../$(BIN)/papermill $$nb.ipynb ../runs/cpu/$$nb.ipynb -p profile cpu -p retrain True -k python3 --language python --cwd . \
+	  || exit 1; done
+	@echo "Shipped new weights; results cached in runs/cache still come from the old ones: make clean-runs reproduce"
 
 # Creates .venv and installs spurnb with its pinned requirements the first time (or when settings.ini changes).
 $(STAMP): settings.ini setup.py

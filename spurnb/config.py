@@ -20,8 +20,9 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'CACHE_VERSION', 'get_config', 'seed_everything', 'resolve_device', 'project_root', 'run_paths',
-           'config_hash', 'digest', 'save_artifact', 'load_artifact', 'cached', 'job_count', 'run_jobs', 'git_commit',
-           'atomic_write_text', 'update_results']
+           'config_hash', 'digest', 'save_artifact', 'load_artifact', 'artifact_hash', 'cached', 'job_count',
+           'run_jobs', 'git_commit', 'atomic_write_text', 'update_results', 'assets_dir', 'sha256_file', 'write_sums',
+           'check_sums', 'shipped_artifact', 'ship_artifact']
 
 # %% ../nbs/01_config.ipynb #c04d33cf
 PROFILES: dict[str, dict] = {
@@ -252,17 +253,24 @@ def load_artifact(folder: Path) -> dict:
     return art
 
 
+def artifact_hash(stage: str, key: dict) -> str:
+    "The cache folder name of (`stage`, `key`): a hash of both and of `CACHE_VERSION`."
+    return config_hash({"v": CACHE_VERSION, "stage": stage, **key})
+
+
 def cached(
     stage: str,  # artifact kind, e.g. "erm"
     key: dict,  # everything the result depends on (config section, seed, ...)
     compute: Callable[[], dict],  # makes the artifact dict when it is not cached
     cache_dir: str | Path,  # root of the cache
+    shipped: str | None = None,  # name of a folder in `spurnb/assets` that may hold this very artifact
 ) -> dict:
-    "Load the artifact of (`stage`, `key`) from the cache, computing and atomically storing it when missing."
-    final = Path(cache_dir) / stage / config_hash({"v": CACHE_VERSION, "stage": stage, **key})
+    "Load the artifact of (`stage`, `key`) from the cache, else from `shipped`, else compute it; store it atomically."
+    final = Path(cache_dir) / stage / artifact_hash(stage, key)
     if (final / "key.json").exists():
         return load_artifact(final)
-    art = compute()
+    art = shipped_artifact(shipped, stage, key) if shipped else None
+    art = compute() if art is None else art
     tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     save_artifact(tmp, art)
@@ -412,3 +420,87 @@ def update_results(path: str | Path, patch: dict) -> dict:
     doc = _merge(doc, patch)
     atomic_write_text(path, json.dumps(doc, indent=1, default=float) + "\n")
     return doc
+
+# %% ../nbs/01_config.ipynb #9776cb6a
+def assets_dir() -> Path:
+    "The folder of files shipped inside the `spurnb` package."
+    import spurnb
+
+    return Path(spurnb.__file__).parent / "assets"
+
+
+def sha256_file(path: str | Path) -> str:
+    "Hex sha256 of a file."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_sums(folder: str | Path) -> None:
+    "Write `folder/SHA256SUMS` listing the sha256 of every other file below `folder`."
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    (folder / "SHA256SUMS").write_text("".join(f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files))
+
+
+def check_sums(
+    folder: str | Path,  # a folder with a SHA256SUMS manifest
+    what: str = "shipped file",  # how errors name a file
+    fix: str = "",  # what the user can do instead, appended to the error
+) -> None:
+    "Check every file listed in `folder/SHA256SUMS`; raise `ValueError` naming the first missing or changed one."
+    folder = Path(folder)
+    sums = folder / "SHA256SUMS"
+    if not sums.exists():
+        raise FileNotFoundError(f"{sums} not found: {folder} has no sha256 manifest")
+    for line in sums.read_text().splitlines():
+        digest_, rel = line.split("  ", 1)
+        f = folder / rel
+        if not f.exists():
+            raise ValueError(f"{what} {f} is missing (listed in {sums})")
+        if sha256_file(f) != digest_:
+            raise ValueError(f"{what} {f} is corrupted: sha256 differs from {sums}; restore it from git "
+                             f"(git checkout -- {f}){' or ' + fix if fix else ''}")
+
+
+def shipped_artifact(
+    name: str,  # folder in `root`
+    stage: str,  # artifact kind the caller wants
+    key: dict,  # the caller's cache key
+    root: str | Path | None = None,  # where shipped folders live (default: `assets_dir()`)
+) -> dict | None:
+    "The artifact shipped as `name` when it was made for (`stage`, `key`), checked against its sha256 manifest; else None."
+    folder = Path(root or assets_dir()) / name
+    if not (folder / "artifact.json").exists():
+        return None
+    made = json.loads((folder / "artifact.json").read_text())
+    if made.get("stage") != stage or made.get("hash") != artifact_hash(stage, key):
+        return None
+    check_sums(folder, fix="run `make pretrained` to train and ship it again")
+    return load_artifact(folder)
+
+
+def ship_artifact(
+    stage: str,  # artifact kind
+    key: dict,  # its cache key
+    cache_dir: str | Path,  # the cache that holds it (compute it there first)
+    name: str,  # folder in `root` to (re)write
+    root: str | Path | None = None,  # where shipped folders live (default: `assets_dir()`)
+) -> Path:
+    "Copy the cached artifact of (`stage`, `key`) into the shipped folder `name`, with `artifact.json` and `SHA256SUMS`."
+    src = Path(cache_dir) / stage / artifact_hash(stage, key)
+    if not (src / "key.json").exists():
+        raise FileNotFoundError(f"no finished cache entry for {stage} at {src}; compute it first")
+    out = Path(root or assets_dir()) / name
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    made = {"stage": stage, "hash": artifact_hash(stage, key), "cache_version": CACHE_VERSION,
+            "shipped_at_commit": git_commit()}
+    (tmp / "artifact.json").write_text(json.dumps(made, indent=1) + "\n")
+    write_sums(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out

@@ -21,8 +21,8 @@ from .metrics import group_report
 
 # %% auto #0
 __all__ = ['BasicBlock', 'SmallResNet', 'load_state', 'make_model', 'make_transform', 'batch_pad_crop', 'predict',
-           'per_sample_losses', 'fit', 'lowest_loss', 'pretrain_world', 'initial_weights', 'training_knobs',
-           'train_erm', 'majority_fraction']
+           'per_sample_losses', 'fit', 'lowest_loss', 'world_key', 'pretrain_world', 'initial_weights',
+           'training_knobs', 'train_erm', 'majority_fraction']
 
 # %% ../nbs/03_erm.ipynb #7fb4244c
 class BasicBlock(nn.Module):
@@ -246,17 +246,21 @@ def lowest_loss(
     return out
 
 # %% ../nbs/03_erm.ipynb #f7424b08
+def world_key(dcfg: dict, ecfg: dict) -> dict:
+    "The cache key of `pretrain_world`: the data without `p_majority` (the world split ignores it) and the training knobs."
+    keys = ("arch", "widths", "pretrain_epochs", "pretrain_lr", "weight_decay", "batch_size", "augment")
+    world_data = {**dcfg, "lite": {k: v for k, v in dcfg.get("lite", {}).items() if k != "p_majority"}}
+    return {"data": world_data, **{k: ecfg[k] for k in keys}}
+
+
 def pretrain_world(
     dcfg: dict,  # the config's `data` section (must be waterbirds_lite)
     ecfg: dict,  # the config's `erm` section (arch, widths, pretrain_epochs, ...)
     cache_dir: str | Path,  # artifact cache
     device: str | torch.device = "cpu",  # where to train
+    shipped: bool = True,  # load `spurnb/assets/world-classifier` when it was made for these settings
 ) -> dict:
-    "State dict of the classifier pretrained to name the digit on the world split (cached)."
-    keys = ("arch", "widths", "pretrain_epochs", "pretrain_lr", "weight_decay", "batch_size", "augment")
-    world_data = {**dcfg, "lite": {k: v for k, v in dcfg.get("lite", {}).items() if k != "p_majority"}}
-    key = {"data": world_data, **{k: ecfg[k] for k in keys}}  # the world split does not depend on p_majority
-
+    "State dict of the classifier pretrained to name the digit on the world split (cached, or shipped)."
     def compute():
         world = load_split(dcfg, "world")
         n = len(world)
@@ -270,7 +274,8 @@ def pretrain_world(
                           desc="pretrain(world)")
         return {"tensors": model.state_dict(), "meta": {"history": hist}}
 
-    return cached("pretrain_world", key, compute, cache_dir)
+    return cached("pretrain_world", world_key(dcfg, ecfg), compute, cache_dir,
+                  shipped="world-classifier" if shipped else None)
 
 
 def initial_weights(

@@ -5,7 +5,6 @@
 # %% ../nbs/04_generator.ipynb #0568f5dd
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import check_sums, write_sums
 from .data import DIGIT_WORDS, land_background, load_split, water_background
 
 # %% auto #0
@@ -347,15 +347,6 @@ def train_mini_sd(
     return out
 
 # %% ../nbs/04_generator.ipynb #00872097
-def _sha256(path: Path) -> str:
-    "Hex sha256 of a file."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_generator(
     comps: dict,  # vae, text_encoder, tokenizer, unet, scheduler
     folder: str | Path,  # destination (replaced atomically)
@@ -380,8 +371,7 @@ def save_generator(
             getattr(pipe, name).to(torch.float32)
     if info is not None:
         (tmp / "training.json").write_text(json.dumps(info, indent=1, default=float))
-    files = sorted(p for p in tmp.rglob("*") if p.is_file())
-    (tmp / "SHA256SUMS").write_text("".join(f"{_sha256(p)}  {p.relative_to(tmp).as_posix()}\n" for p in files))
+    write_sums(tmp)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -391,17 +381,9 @@ def save_generator(
 def verify_folder(folder: str | Path) -> None:
     "Check every file listed in `folder/SHA256SUMS`; raise `ValueError` naming the first mismatch."
     folder = Path(folder)
-    sums = folder / "SHA256SUMS"
-    if not sums.exists():
-        raise FileNotFoundError(f"{sums} not found: {folder} is not a spurnb generator folder")
-    for line in sums.read_text().splitlines():
-        digest, rel = line.split("  ", 1)
-        f = folder / rel
-        if not f.exists():
-            raise ValueError(f"generator file {f} is missing (listed in {sums})")
-        if _sha256(f) != digest:
-            raise ValueError(f"generator file {f} is corrupted: sha256 differs from {sums}; restore it from git "
-                             f"(git checkout -- {f}) or retrain (make generator)")
+    if not (folder / "SHA256SUMS").exists():
+        raise FileNotFoundError(f"{folder / 'SHA256SUMS'} not found: {folder} is not a spurnb generator folder")
+    check_sums(folder, what="generator file", fix="retrain (make generator)")
 
 
 def model_fingerprint(model: str | Path) -> str:

@@ -21,7 +21,7 @@ from .data import DIGIT_WORDS, land_background, load_split, water_background
 
 # %% auto #0
 __all__ = ['EMBEDDED_PROMPTS', 'TRAIN_KEYS', 'iou', 'mean_iou', 'dilate', 'SegmentResult', 'Segmenter', 'mask_boxes', 'segment',
-           'TinyUNet', 'EmbeddedSegmenter', 'background_images', 'seg_loss', 'fit_segmenter',
+           'TinyUNet', 'EmbeddedSegmenter', 'background_images', 'seg_loss', 'fit_segmenter', 'segmenter_key',
            'train_embedded_segmenter', 'LangSAM', 'load_langsam', 'make_segmenter', 'majority_masks']
 
 # %% ../nbs/06_segment.ipynb #53240925
@@ -300,17 +300,23 @@ def fit_segmenter(
 TRAIN_KEYS = ("widths", "epochs", "lr", "weight_decay", "batch_size", "dice_weight", "negatives", "seed")
 
 
+def segmenter_key(dcfg: dict, scfg: dict) -> dict:
+    "The cache key of the embedded segmenter: the data config and the training knobs (`TRAIN_KEYS`)."
+    return {"data": dcfg, **{k: scfg[k] for k in TRAIN_KEYS}}
+
+
 def train_embedded_segmenter(
     dcfg: dict,  # the config's `data` section (must be waterbirds_lite: its world split has masks)
     scfg: dict,  # the `segment` section (`cfg["segment"]`)
     cache_dir: str | Path,  # artifact cache
     device: str | torch.device = "cpu",  # where to train and run
+    shipped: bool = True,  # load `spurnb/assets/segmenter` when it was made for these settings
 ) -> EmbeddedSegmenter:
-    "Train (or load from the cache) the U-Net on the world split's masks; the segmenter, with its record in `.meta`."
+    "Train (or load from the cache or the shipped assets) the U-Net on the world split's masks; the segmenter, with its record in `.meta`."
     if dcfg["name"] != "waterbirds_lite":
         raise ValueError(f"the embedded segmenter trains on waterbirds_lite's world split, not {dcfg['name']!r}; "
                          "use the langsam segmenter for real data")
-    key = {"data": dcfg, **{k: scfg[k] for k in TRAIN_KEYS}}
+    key = segmenter_key(dcfg, scfg)
 
     def compute():
         t0 = time.perf_counter()
@@ -332,7 +338,7 @@ def train_embedded_segmenter(
                 "device": str(device), "params": sum(p.numel() for p in net.parameters())}
         return {"tensors": net.state_dict(), "meta": meta}
 
-    art = cached("segmenter", key, compute, cache_dir)
+    art = cached("segmenter", key, compute, cache_dir, shipped="segmenter" if shipped else None)
     net = TinyUNet(scfg["widths"])
     net.load_state_dict(art["tensors"])
     return EmbeddedSegmenter(net, size=art["meta"]["size"], threshold=scfg["threshold"], min_pixels=scfg["min_pixels"],
