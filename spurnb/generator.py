@@ -560,6 +560,9 @@ def train_inpainter(
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
+    if gcfg["inpaint_steps"] < 1:
+        raise ValueError(f"generator.inpaint_steps is {gcfg['inpaint_steps']}: fine-tuning an inpainting model needs at "
+                         "least 1 step; set it, or set generator.inpaint_model to a trained folder or model id")
     workdir = Path(workdir)
     out = workdir / "mini-sd-inpaint"
     if (out / "SHA256SUMS").exists():

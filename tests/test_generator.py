@@ -83,3 +83,13 @@ def test_model_fingerprint_follows_the_manifest(folder, tmp_path):
     assert model_fingerprint(copy) == model_fingerprint(folder)
     (copy / "SHA256SUMS").write_text((copy / "SHA256SUMS").read_text() + "0  extra\n")
     assert model_fingerprint(copy) != model_fingerprint(folder)
+
+
+def test_inpainter_with_no_steps_is_refused(folder, tmp_path):
+    from spurnb.config import get_config
+    from spurnb.generator import train_inpainter
+
+    cfg = get_config("smoke")
+    with pytest.raises(ValueError, match="inpaint_steps is 0.*generator.inpaint_model"):
+        train_inpainter(folder, cfg["data"], {**cfg["generator"], "inpaint_steps": 0}, tmp_path / "w")
+    assert not (tmp_path / "w" / "mini-sd-inpaint").exists()  # nothing untrained was saved
