@@ -261,6 +261,7 @@ def pretrain_world(
     shipped: bool = True,  # load `spurnb/assets/world-classifier` when it was made for these settings
 ) -> dict:
     "State dict of the classifier pretrained to name the digit on the world split (cached, or shipped)."
+
     def compute():
         world = load_split(dcfg, "world")
         n = len(world)

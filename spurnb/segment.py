@@ -312,7 +312,7 @@ def train_embedded_segmenter(
     device: str | torch.device = "cpu",  # where to train and run
     shipped: bool = True,  # load `spurnb/assets/segmenter` when it was made for these settings
 ) -> EmbeddedSegmenter:
-    "Train (or load from the cache or the shipped assets) the U-Net on the world split's masks; the segmenter, with its record in `.meta`."
+    "The U-Net trained on the world split's masks (or loaded: cache, then assets), with its training record in `.meta`."
     if dcfg["name"] != "waterbirds_lite":
         raise ValueError(f"the embedded segmenter trains on waterbirds_lite's world split, not {dcfg['name']!r}; "
                          "use the langsam segmenter for real data")
