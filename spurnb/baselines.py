@@ -5,7 +5,6 @@
 # %% ../nbs/10_baselines.ipynb #6d9e9c39
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,16 +13,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from .config import cached, seed_everything
 from .data import GroupDataset, load_split
-from .erm import fit, initial_weights, make_model, predict, train_erm, training_knobs
+from .erm import features, fit, initial_weights, make_model, predict, train_erm, training_knobs
 from .metrics import group_report
 
 # %% auto #0
 __all__ = ['GROUP_LABELS', 'DISPLAY_NAMES', 'BASELINE_KNOBS', 'group_balanced_weights', 'train_upsample', 'group_mean_losses',
-           'groupdro_update', 'train_groupdro', 'jtt_weights', 'jtt_stage1', 'train_jtt', 'features', 'balanced_subset',
+           'groupdro_update', 'train_groupdro', 'jtt_weights', 'jtt_stage1', 'train_jtt', 'balanced_subset',
            'stratified_halves', 'dfr_fit', 'dfr_logits', 'dfr_head', 'train_dfr', 'lisa_partners', 'train_lisa',
            'run_baseline']
 
@@ -152,23 +150,7 @@ def train_jtt(
                    "error_set_by_group": by_group}
 
 # %% ../nbs/10_baselines.ipynb #43095056
-@torch.no_grad()
-def features(
-    model: nn.Module,  # classifier with `.features` (resnet_small) or an `fc` head (torchvision ResNet)
-    ds: GroupDataset,  # evaluated without its transform
-    batch_size: int = 256,  # evaluation batch size
-    device: str | torch.device = "cpu",  # where to run
-) -> np.ndarray:
-    "Penultimate features of every item of `ds` (N×D, eval mode): `model.features`, or the model with `fc` removed."
-    if hasattr(model, "features"):
-        net, body = model, model.features
-    else:
-        net = copy.deepcopy(model)
-        net.fc = nn.Identity()
-        body = net
-    net.eval().to(device)
-    loader = DataLoader(ds.with_transform(None), batch_size=batch_size, shuffle=False)
-    return torch.cat([body(x.to(device)).float().cpu() for x, _, _ in loader]).numpy()
+#| export
 
 # %% ../nbs/10_baselines.ipynb #da40bf25
 def balanced_subset(

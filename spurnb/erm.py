@@ -20,7 +20,7 @@ from .data import GroupDataset, load_split
 from .metrics import group_report
 
 # %% auto #0
-__all__ = ['BasicBlock', 'SmallResNet', 'load_state', 'make_model', 'make_transform', 'batch_pad_crop', 'predict',
+__all__ = ['BasicBlock', 'SmallResNet', 'load_state', 'make_model', 'make_transform', 'batch_pad_crop', 'predict', 'features',
            'per_sample_losses', 'fit', 'lowest_loss', 'world_key', 'pretrain_world', 'initial_weights',
            'training_knobs', 'train_erm', 'majority_fraction']
 
@@ -158,6 +158,27 @@ def predict(
     model.eval().to(device, memory_format=torch.channels_last)
     loader = DataLoader(ds.with_transform(None), batch_size=batch_size, shuffle=False)
     return torch.cat([model(_cl(x.to(device))).float().cpu() for x, _, _ in loader]).numpy()
+
+
+@torch.no_grad()
+def features(
+    model: nn.Module,  # classifier with `.features` (resnet_small) or an `fc` head (torchvision ResNet)
+    ds: GroupDataset,  # evaluated without its transform
+    batch_size: int = 256,  # evaluation batch size
+    device: str | torch.device = "cpu",  # where to run
+) -> np.ndarray:
+    "Penultimate features of every item of `ds` (N×D, eval mode): `model.features`, or the model with `fc` removed."
+    if hasattr(model, "features"):
+        net, body = model, model.features
+    else:
+        net = copy.deepcopy(model)
+        net.fc = nn.Identity()
+        body = net
+    if len(ds) == 0:
+        return np.zeros((0, model.fc.in_features), np.float32)
+    net.eval().to(device)
+    loader = DataLoader(ds.with_transform(None), batch_size=batch_size, shuffle=False)
+    return torch.cat([body(x.to(device)).float().cpu() for x, _, _ in loader]).numpy()
 
 
 def per_sample_losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:

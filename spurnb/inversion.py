@@ -18,8 +18,8 @@ from .data import GroupDataset, load_split
 from .generator import get_generator, load_generator, model_fingerprint
 
 # %% auto #0
-__all__ = ['INVERSION_SELECT', 'inversion_images', 'images_of', 'features_of', 'token_groups', 'token_names', 'learn_tokens',
-           'draw_tokens', 'save_tokens', 'load_tokens', 'invert']
+__all__ = ['INVERSION_SELECT', 'inversion_images', 'images_of', 'token_groups', 'token_names', 'learn_tokens', 'draw_tokens',
+           'save_tokens', 'load_tokens', 'invert']
 
 # %% ../nbs/05_inversion.ipynb #48d8ab6b
 INVERSION_SELECT = ("highest_loss", "random", "lowest_loss")
@@ -64,27 +64,6 @@ def images_of(
     return out
 
 # %% ../nbs/05_inversion.ipynb #be99157e
-def features_of(
-    model: torch.nn.Module,  # a classifier whose last layer is `fc` (both profiles' ResNets)
-    ds: GroupDataset,  # images, evaluated without their transform
-    idx: np.ndarray,  # items to embed
-    device: str | torch.device = "cpu",  # where to run
-    batch_size: int = 256,  # evaluation batch size
-) -> np.ndarray:
-    "The classifier's penultimate features (the input of `fc`) of items `idx`, N×d."
-    got = []
-    hook = model.fc.register_forward_pre_hook(lambda m, inp: got.append(inp[0].detach().float().cpu()))
-    plain, idx = ds.with_transform(None), np.asarray(idx)
-    try:
-        model.eval().to(device)
-        with torch.no_grad():
-            for s in range(0, len(idx), batch_size):
-                model(torch.stack([plain[int(i)][0] for i in idx[s : s + batch_size]]).to(device))
-    finally:
-        hook.remove()
-    return torch.cat(got).numpy() if got else np.zeros((0, model.fc.in_features), np.float32)
-
-
 def token_groups(
     features: np.ndarray,  # one class's inversion images, N×d features
     k: int,  # words for the class
@@ -295,7 +274,7 @@ def invert(
     select: str | None = None,  # image choice (default: `ddb.inversion.select`)
 ) -> dict:
     "Learn (or load) the class tokens for one seed: artifact plus `files` ({token: folder}), `idx` and `groups` per class."
-    from spurnb.erm import per_sample_losses, train_erm, training_knobs
+    from spurnb.erm import features, make_model, per_sample_losses, train_erm, training_knobs
 
     dcfg, ecfg, gcfg = cfg["data"], cfg["erm"], cfg["generator"]
     icfg = {**cfg["ddb"]["inversion"]}
@@ -318,10 +297,8 @@ def invert(
 
             seg = make_segmenter(cfg["segment"], dcfg, cache_dir, device)
             masks = {c: segment(im, cfg["segment"]["prompt"], seg).masks for c, im in imgs.items()}
-        from spurnb.erm import make_model
-
         net = make_model(ecfg["arch"], train.n_classes, ecfg["widths"], erm["tensors"])
-        groups = {c: token_groups(features_of(net, train, i, device), int(icfg["tokens_per_class"]), seed)
+        groups = {c: token_groups(features(net, train.subset(i), device=device), int(icfg["tokens_per_class"]), seed)
                   for c, i in idx.items()}
         learned, meta = learn_tokens(model, imgs, icfg, seed, device, masks, groups)
         meta.update(seconds=time.perf_counter() - t0, select=icfg["select"],

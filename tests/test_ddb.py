@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from spurnb.config import digest, get_config
 from spurnb.generator import load_generator
 from spurnb.inpaint import inpaint_masks, inpaint_resumable, target_classes
-from spurnb.inversion import (draw_tokens, features_of, images_of, inversion_images, learn_tokens, load_tokens,
+from spurnb.inversion import (draw_tokens, images_of, inversion_images, learn_tokens, load_tokens,
                               save_tokens, token_groups)
 from spurnb.prune import prune_decision, psi_scores, psi_thresholds, rho_scores
 from spurnb.retrain import JoinedDataset, ddb_loss
@@ -62,20 +62,20 @@ def test_several_words_per_class_each_learn_from_their_own_images(folder, icfg):
 
 
 def test_token_groups_split_by_features_of_the_classifier():
-    from spurnb.erm import make_model
+    from spurnb.erm import features, make_model
 
     model = make_model("resnet_small", 2, [4, 8, 8])
     x = np.zeros((6, 32, 32, 3), np.uint8)
     x[3:] = 255  # two kinds of image
     ds = ArrayGroupDataset(x, np.zeros(6), np.zeros(6), 2, 2)
-    f = features_of(model, ds, np.arange(6))
+    f = features(model, ds.subset(np.arange(6)))
     assert f.shape == (6, 8) and np.allclose(f[0], f[1]) and not np.allclose(f[0], f[3])
     groups = token_groups(f, 2, seed=0)
     assert len(set(groups[:3])) == 1 and len(set(groups[3:])) == 1 and groups[0] != groups[3]
     assert token_groups(f, 1).tolist() == [0] * 6 and token_groups(f[:0], 3).shape == (0,)
-    assert features_of(model, ds, np.arange(0)).shape == (0, 8)
-    big = make_model("resnet50", 2)  # the paper profile's classifier: the same hook on its `fc`
-    assert features_of(big, ds, np.arange(2)).shape == (2, 2048)
+    assert features(model, ds.subset(np.arange(0))).shape == (0, 8)
+    big = make_model("resnet50", 2)  # the paper profile's classifier: its `fc` removed
+    assert features(big, ds.subset(np.arange(2))).shape == (2, 2048)
 
 
 def test_bad_init_word_and_token_clash(folder, icfg):
