@@ -21,19 +21,21 @@ __all__ = ['NB_RE', 'stage_notebooks', 'parse_override', 'notebook_parameters', 
            'main']
 
 # %% ../nbs/A2_reproduce.ipynb #6a3adbac
-NB_RE = re.compile(r"^(\d\d[a-z]?)_.*\.ipynb$")
+NB_RE = re.compile(r"^(\d\d[a-z]?|A\d)_.*\.ipynb$")
 
 
 def stage_notebooks(nbs: str | Path) -> dict[str, Path]:
-    "Notebooks of `nbs` that have a papermill `parameters` cell, keyed by their number (`02`, `02a`), in order."
+    "Notebooks of `nbs` with a papermill `parameters` cell, keyed by number (`02`, `02a`, `A1`), in run order."
     out = {}
-    for p in sorted(Path(nbs).glob("*.ipynb")):
+    for p in sorted(Path(nbs).glob("*.ipynb")):  # the method (02-11), then the appendix (A1, A2, ...)
         m = NB_RE.match(p.name)
         if not m:
             continue
         cells = json.loads(p.read_text())["cells"]
         if any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells):
             out[m.group(1)] = p
+    if "00" in out:  # the front page reads the results of the run it introduces: it runs last
+        out["00"] = out.pop("00")
     return out
 
 # %% ../nbs/A2_reproduce.ipynb #e0858356
