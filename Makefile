@@ -4,18 +4,31 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.spurnb-installed
 
-.PHONY: reproduce test install export sync-check clean-runs generator pretrained
+.PHONY: reproduce docs lab test install export sync-check clean-runs generator pretrained
 
-## make reproduce: run every notebook on the cpu profile and regenerate figures/cpu/
+## make reproduce: run every notebook on the cpu profile, regenerate figures/cpu/ and the site in docs/
 reproduce: $(STAMP)
 	$(BIN)/spurnb reproduce --profile cpu
+	$(BIN)/spurnb docs --profile cpu
 
-## make test: pytest, the notebooks' own tests, an export/clean sync check and a smoke papermill run
+## make docs: rebuild the site in docs/ from the executed notebooks in runs/cpu/ (runs nothing)
+docs: $(STAMP)
+	$(BIN)/spurnb docs --profile cpu
+
+## make lab: open the notebooks in JupyterLab
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs/
+
+## make test: pytest, the notebooks' own tests, an export/clean sync check, a smoke papermill run and its site,
+## checked in headless Chromium (screenshots in runs/), and the committed cpu site in docs/
 test: $(STAMP)
 	$(BIN)/pytest -q tests
 	SPURNB_PROFILE=smoke $(BIN)/nbdev_test --n_workers 1
 	$(MAKE) --no-print-directory sync-check
 	$(BIN)/spurnb reproduce --profile smoke
+	$(BIN)/spurnb docs --profile smoke
+	$(BIN)/spurnb check-site runs/smoke/site --screenshots runs/
+	$(BIN)/spurnb check-site docs
 
 ## make generator: retrain the embedded mini Stable Diffusion and its inpainting UNet (resumable); replace spurnb/assets/mini-sd*
 generator: $(STAMP)
@@ -31,12 +44,16 @@ pretrained: $(STAMP)
 	  || exit 1; done
 	@echo "Shipped new weights; results cached in runs/cache still come from the old ones: make clean-runs reproduce"
 
-# Creates .venv and installs spurnb with its pinned requirements the first time (or when settings.ini changes).
+# Creates .venv and installs spurnb with its pinned requirements the first time (or when settings.ini changes),
+# and MathJax 3 from the npm registry into .venv/mathjax (the site typesets formulas offline).
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
 	@echo "Installing spurnb and its requirements into $(VENV) (first run only; a few minutes)..."
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import spurnb, torch, diffusers, papermill, nbdev" || { echo "install failed"; exit 1; }
+	@$(BIN)/python -c "import spurnb, torch, diffusers, papermill, nbdev, sphinx, myst_nb, selenium" || { echo "install failed"; exit 1; }
+	@test -f $(VENV)/mathjax/node_modules/mathjax/es5/tex-chtml.js || \
+	  npm install --prefix $(VENV)/mathjax --no-save --no-audit --no-fund --loglevel=error mathjax@3.2.2 >/dev/null || \
+	  { echo "MathJax install failed: needs npm (Node.js) and the npm registry"; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -11,14 +11,16 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import PROFILES, get_config, git_commit, project_root, update_results
 
 # %% auto #0
-__all__ = ['NB_RE', 'stage_notebooks', 'parse_override', 'notebook_parameters', 'NotebookFailed', 'run_notebook', 'reproduce',
-           'main']
+__all__ = ['NB_RE', 'KERNEL_RC', 'QUIET_WARNINGS', 'stage_notebooks', 'parse_override', 'notebook_parameters', 'NotebookFailed',
+           'environment', 'run_notebook', 'reproduce', 'main']
 
 # %% ../nbs/A2_reproduce.ipynb #6a3adbac
 NB_RE = re.compile(r"^(\d\d[a-z]?|A\d)_.*\.ipynb$")
@@ -66,6 +68,25 @@ class NotebookFailed(RuntimeError):
     "A notebook raised; the message names the notebook, the cell and the error."
 
 
+KERNEL_RC = "figure.dpi: 144\n"  # inline figures readable on a laptop screen (savefig calls pass their own dpi)
+QUIET_WARNINGS = "ignore:IProgress not found"  # tqdm.auto's complaint about ipywidgets, moot with the bars off
+
+
+@contextmanager
+def environment(**values: str):
+    "Set environment variables (inherited by the kernels papermill starts) for a `with` block, then restore them."
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_notebook(
     path: Path,  # notebook to execute
     out: Path,  # where the executed copy goes
@@ -80,8 +101,12 @@ def run_notebook(
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, language="python", cwd=str(path.parent),
-                            progress_bar=False, log_output=False)
+        with tempfile.TemporaryDirectory(prefix="spurnb-kernel-") as tmp:  # no progress bars, 144-dpi inline figures
+            (Path(tmp) / "matplotlibrc").write_text(KERNEL_RC)
+            warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), QUIET_WARNINGS]))
+            with environment(TQDM_DISABLE="1", MATPLOTLIBRC=str(Path(tmp) / "matplotlibrc"), PYTHONWARNINGS=warnings):
+                pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, language="python",
+                                    cwd=str(path.parent), progress_bar=False, log_output=False)
     except pm.PapermillExecutionError as e:
         added = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill adds to the executed copy
         cells = [c for c in json.loads(out.read_text())["cells"] if not added & set(c.get("metadata", {}).get("tags", []))]
@@ -137,7 +162,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    "Console entry point: `spurnb reproduce ...`."
+    "Console entry point: `spurnb reproduce ...`, `spurnb docs ...`, `spurnb check-site ...`."
     parser = _Parser(prog="spurnb", description="Reproduce DDB with notebooks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rp = sub.add_parser("reproduce", help="run the stage notebooks with papermill")
@@ -145,7 +170,25 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers to run, e.g. 02 03")
     rp.add_argument("--seeds", nargs="+", type=int, metavar="S", help="training seeds (default: the profile's)")
     rp.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. erm.epochs=5")
+    dp = sub.add_parser("docs", help="build the tutorial site from the executed notebooks in runs/<profile>/")
+    dp.add_argument("--profile", default="cpu", choices=list(PROFILES), help="whose run to show (default: cpu)")
+    dp.add_argument("--out", metavar="DIR", help="site folder (default: docs for cpu, runs/<profile>/site otherwise)")
+    cp = sub.add_parser("check-site", help="open every page of a built site in headless Chromium and check it")
+    cp.add_argument("dir", metavar="DIR", help="the site folder, e.g. docs")
+    cp.add_argument("--screenshots", metavar="DIR", help="save site_index.png and site_08_prune.png here")
     args = parser.parse_args(argv)
+    if args.command in ("docs", "check-site"):
+        from spurnb import site  # lazily: Sphinx and Selenium are only needed here
+
+        try:
+            if args.command == "docs":
+                site.build_site(args.profile, args.out)
+            else:
+                print(f"site ok: {site.check_site(args.dir, args.screenshots)} pages checked in {args.dir}")
+        except site.SiteError as e:
+            print(f"spurnb: error: {e}", file=sys.stderr)
+            return 1
+        return 0
     try:
         overrides = dict(parse_override(s) for s in args.set)
         times = reproduce(args.profile, args.only, args.seeds, overrides)

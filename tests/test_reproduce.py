@@ -1,5 +1,6 @@
 "Cross-stage tests of the `spurnb reproduce` runner on throw-away notebooks."
 import json
+import os
 import subprocess
 import sys
 
@@ -57,3 +58,15 @@ def test_bad_arguments_are_one_line_errors(project):
     r = subprocess.run([sys.executable, "-c", "from spurnb.reproduce import main; raise SystemExit(main())",
                         "reproduce", "--profile", "smoke", "--only", "07"], capture_output=True, text=True, cwd=project)
     assert r.returncode == 1 and "unknown notebook number(s) 07" in r.stderr
+
+
+def test_kernels_run_quiet_and_at_144_dpi(project):
+    nb = project / "nbs" / "03_env.ipynb"
+    params = ('profile: str = "cpu"  # profile', ["parameters"])
+    nb.write_text(json.dumps(_nb([params, ("import os, matplotlib\nfrom tqdm.auto import tqdm\n"
+                                           "print(os.environ.get('TQDM_DISABLE'), matplotlib.rcParams['figure.dpi'])", [])])))
+    before = {k: os.environ.get(k) for k in ("TQDM_DISABLE", "MATPLOTLIBRC")}
+    reproduce("smoke", only=["03"], root=project)
+    out = json.loads((project / "runs" / "smoke" / "03_env.ipynb").read_text())["cells"][-1]["outputs"]
+    assert len(out) == 1 and "".join(out[0]["text"]).strip() == "1 144.0", out  # no "IProgress not found" on stderr
+    assert {k: os.environ.get(k) for k in before} == before  # restored: the runner's own bar still shows
