@@ -20,9 +20,9 @@ from .data import DIGIT_WORDS, land_background, load_split, water_background
 
 # %% auto #0
 __all__ = ['PLACES', 'GRAMMAR_WORDS', 'caption', 'world_corpus', 'sample_captions', 'build_tokenizer', 'build_mini_sd',
-           'train_vae', 'encode_latents', 'train_denoiser', 'train_mini_sd', 'save_generator', 'verify_folder',
-           'model_fingerprint', 'load_generator', 'text_to_image', 'paste_back', 'inpaint', 'resolve_model',
-           'get_generator', 'box_masks', 'inpainting_unet', 'training_masks', 'train_inpainter', 'get_inpainter']
+           'verify_folder', 'model_fingerprint', 'load_generator', 'text_to_image', 'paste_back', 'inpaint',
+           'resolve_model', 'get_generator', 'box_masks', 'get_inpainter', 'train_vae', 'encode_latents',
+           'train_denoiser', 'train_mini_sd', 'save_generator', 'inpainting_unet', 'training_masks', 'train_inpainter']
 
 # %% ../nbs/04_generator.ipynb #a3c88b04
 PLACES = ("land", "water")
@@ -145,6 +145,160 @@ def build_mini_sd(gcfg: dict) -> dict:
                               beta_end=0.012, prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False,
                               steps_offset=1, timestep_spacing="leading")
     return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tok, "unet": unet, "scheduler": scheduler}
+
+# %% ../nbs/04_generator.ipynb #3da556d4
+def verify_folder(folder: str | Path) -> None:
+    "Check every file listed in `folder/SHA256SUMS`; raise `ValueError` naming the first mismatch."
+    folder = Path(folder)
+    if not (folder / "SHA256SUMS").exists():
+        raise FileNotFoundError(f"{folder / 'SHA256SUMS'} not found: {folder} is not a spurnb generator folder")
+    check_sums(folder, what="generator file", fix="retrain (make generator)")
+
+
+def model_fingerprint(model: str | Path) -> str:
+    "What identifies a generator in cache keys: the hash of its SHA256SUMS when it has one, else its name."
+    from spurnb.config import config_hash
+
+    sums = Path(model) / "SHA256SUMS"
+    return config_hash(sums.read_text()) if sums.exists() else str(model)
+
+
+def load_generator(
+    name: str | Path,  # a local folder, or a model id in the local Hugging Face cache (paper profile)
+    kind: str = "text2img",  # text2img or inpaint
+    dtype: torch.dtype = torch.float32,  # compute dtype
+):
+    "A `StableDiffusionPipeline` or `StableDiffusionInpaintPipeline`, offline; verified when it is a spurnb folder."
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+    from diffusers.utils import logging as dlog
+
+    cls = {"text2img": StableDiffusionPipeline, "inpaint": StableDiffusionInpaintPipeline}.get(kind)
+    if cls is None:
+        raise ValueError(f"kind must be text2img or inpaint, got {kind!r}")
+    path = Path(name)
+    if path.exists():
+        if (path / "SHA256SUMS").exists():
+            verify_folder(path)
+    elif str(name).startswith((".", "/")) or "/" not in str(name):
+        raise FileNotFoundError(f"generator folder {path} not found; train it with `make generator` "
+                                f"or point generator.model at a diffusers folder")
+    dlog.set_verbosity_error()
+    try:
+        pipe = cls.from_pretrained(str(name), dtype=dtype, local_files_only=True, safety_checker=None,
+                                   requires_safety_checker=False)
+    except OSError as e:
+        raise FileNotFoundError(f"model {name!r} is not available offline; download it once into the Hugging Face "
+                                f"cache or pass a local folder ({str(e).splitlines()[0]})") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+# %% ../nbs/04_generator.ipynb #10060a67
+@torch.no_grad()
+def text_to_image(
+    pipe,  # a StableDiffusionPipeline
+    prompts: list[str],  # one prompt per image
+    seed: int = 0,  # image i uses generator seed `seed + i`
+    steps: int = 25,  # denoising steps
+    guidance: float = 3.0,  # classifier-free guidance scale
+    batch_size: int = 64,  # images per pipeline call
+) -> np.ndarray:
+    "uint8 N×H×W×3 images for `prompts`."
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        gens = [torch.Generator().manual_seed(seed + j) for j in range(i, min(i + batch_size, len(prompts)))]
+        r = pipe(prompts[i : i + batch_size], num_inference_steps=steps, guidance_scale=guidance, generator=gens,
+                 output_type="np")
+        out.append((r.images * 255).round().astype(np.uint8))
+    return np.concatenate(out)
+
+
+def paste_back(generated: np.ndarray, original: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    "Keep `original` pixels wherever the mask is False."
+    return np.where(masks[..., None], generated, original)
+
+
+@torch.no_grad()
+def inpaint(
+    pipe,  # a StableDiffusionInpaintPipeline
+    images: np.ndarray,  # uint8 N×H×W×3
+    masks: np.ndarray,  # bool N×H×W, True = repaint
+    prompts: list[str],  # one prompt per image
+    seed: int = 0,  # image i uses generator seed `seed + i`
+    steps: int = 25,  # denoising steps
+    guidance: float = 3.0,  # classifier-free guidance scale
+    batch_size: int = 64,  # images per pipeline call
+) -> np.ndarray:
+    "Repaint the masked region of each image following its prompt; pixels outside the mask are kept exactly."
+    if not (len(images) == len(masks) == len(prompts)):
+        raise ValueError(f"images, masks and prompts differ in length: {len(images)}, {len(masks)}, {len(prompts)}")
+    if masks.shape != images.shape[:3] or masks.dtype != bool:
+        raise ValueError(f"masks must be bool N×H×W matching images {images.shape[:3]}, got {masks.dtype} {masks.shape}")
+    out = []
+    h, w = images.shape[1:3]
+    for i in range(0, len(prompts), batch_size):
+        sl = slice(i, i + batch_size)
+        gens = [torch.Generator().manual_seed(seed + j) for j in range(i, min(i + batch_size, len(prompts)))]
+        img = torch.from_numpy(images[sl]).permute(0, 3, 1, 2).float() / 255
+        msk = torch.from_numpy(masks[sl]).float()[:, None]
+        r = pipe(prompts[sl], image=img, mask_image=msk, height=h, width=w, num_inference_steps=steps,
+                 guidance_scale=guidance, generator=gens, output_type="np")
+        out.append((r.images * 255).round().astype(np.uint8))
+    return paste_back(np.concatenate(out), images, masks)
+
+# %% ../nbs/04_generator.ipynb #4c7e1c18
+def resolve_model(name: str | None) -> str | None:
+    "`assets:NAME` -> the folder shipped inside the package; anything else unchanged."
+    if name and str(name).startswith("assets:"):
+        import spurnb
+
+        return str(Path(spurnb.__file__).parent / "assets" / str(name).split(":", 1)[1])
+    return name
+
+
+def get_generator(
+    dcfg: dict,  # the config's `data` section
+    gcfg: dict,  # the config's `generator` section
+    cache_dir: str | Path,  # where a freshly trained folder goes
+    retrain: bool = False,  # train instead of loading `gcfg["model"]`
+) -> str:
+    "Path or id of the text-to-image model to use: the configured one, or one trained now (cached by config)."
+    from spurnb.config import config_hash
+
+    model = resolve_model(gcfg["model"])
+    if model and not retrain:
+        return model
+    keys = {k: v for k, v in gcfg.items()
+            if k not in ("model", "eval_samples", "eval_steps", "guidance") and not k.startswith("inpaint_")}
+    return str(train_mini_sd(dcfg, gcfg, Path(cache_dir) / "generator" / config_hash({"data": dcfg, "gen": keys})))
+
+# %% ../nbs/04_generator.ipynb #e791c0d1
+def box_masks(masks: np.ndarray, grow: int = 2) -> np.ndarray:
+    "The bounding box of each object mask, grown by `grow` pixels (bool N×H×W)."
+    out = np.zeros_like(masks)
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m)
+        if len(ys):
+            out[i, max(0, ys.min() - grow) : ys.max() + grow + 1, max(0, xs.min() - grow) : xs.max() + grow + 1] = True
+    return out
+
+# %% ../nbs/04_generator.ipynb #e5accd1d
+def get_inpainter(
+    dcfg: dict,  # the config's `data` section
+    gcfg: dict,  # the config's `generator` section
+    cache_dir: str | Path,  # where a freshly trained folder goes
+    retrain: bool = False,  # train instead of loading `gcfg["inpaint_model"]`
+) -> str:
+    "Path or id of the inpainting model: the configured one, or one fine-tuned now from the text-to-image model."
+    from spurnb.config import config_hash
+
+    model = resolve_model(gcfg["inpaint_model"])
+    if model and not retrain:
+        return model
+    base = get_generator(dcfg, gcfg, cache_dir)
+    keys = {k: gcfg[k] for k in ("inpaint_steps", "inpaint_lr", "inpaint_full_share", "batch_size", "warmup_steps",
+                                 "mask_weight", "snr_gamma", "ema_decay", "background_share")}
+    key = {"data": dcfg, "base": model_fingerprint(base), "gen": keys}
+    return str(train_inpainter(base, dcfg, gcfg, Path(cache_dir) / "inpainter" / config_hash(key)))
 
 # %% ../nbs/04_generator.ipynb #c9efa25d
 def _save_state(folder: Path, modules: dict, optimizer, step: int, history: list, ema: dict | None = None) -> None:
@@ -377,141 +531,6 @@ def save_generator(
     os.replace(tmp, folder)
     return folder
 
-
-def verify_folder(folder: str | Path) -> None:
-    "Check every file listed in `folder/SHA256SUMS`; raise `ValueError` naming the first mismatch."
-    folder = Path(folder)
-    if not (folder / "SHA256SUMS").exists():
-        raise FileNotFoundError(f"{folder / 'SHA256SUMS'} not found: {folder} is not a spurnb generator folder")
-    check_sums(folder, what="generator file", fix="retrain (make generator)")
-
-
-def model_fingerprint(model: str | Path) -> str:
-    "What identifies a generator in cache keys: the hash of its SHA256SUMS when it has one, else its name."
-    from spurnb.config import config_hash
-
-    sums = Path(model) / "SHA256SUMS"
-    return config_hash(sums.read_text()) if sums.exists() else str(model)
-
-
-def load_generator(
-    name: str | Path,  # a local folder, or a model id in the local Hugging Face cache (paper profile)
-    kind: str = "text2img",  # text2img or inpaint
-    dtype: torch.dtype = torch.float32,  # compute dtype
-):
-    "A `StableDiffusionPipeline` or `StableDiffusionInpaintPipeline`, offline; verified when it is a spurnb folder."
-    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
-    from diffusers.utils import logging as dlog
-
-    cls = {"text2img": StableDiffusionPipeline, "inpaint": StableDiffusionInpaintPipeline}.get(kind)
-    if cls is None:
-        raise ValueError(f"kind must be text2img or inpaint, got {kind!r}")
-    path = Path(name)
-    if path.exists():
-        if (path / "SHA256SUMS").exists():
-            verify_folder(path)
-    elif str(name).startswith((".", "/")) or "/" not in str(name):
-        raise FileNotFoundError(f"generator folder {path} not found; train it with `make generator` "
-                                f"or point generator.model at a diffusers folder")
-    dlog.set_verbosity_error()
-    try:
-        pipe = cls.from_pretrained(str(name), dtype=dtype, local_files_only=True, safety_checker=None,
-                                   requires_safety_checker=False)
-    except OSError as e:
-        raise FileNotFoundError(f"model {name!r} is not available offline; download it once into the Hugging Face "
-                                f"cache or pass a local folder ({str(e).splitlines()[0]})") from None
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-# %% ../nbs/04_generator.ipynb #10060a67
-@torch.no_grad()
-def text_to_image(
-    pipe,  # a StableDiffusionPipeline
-    prompts: list[str],  # one prompt per image
-    seed: int = 0,  # image i uses generator seed `seed + i`
-    steps: int = 25,  # denoising steps
-    guidance: float = 3.0,  # classifier-free guidance scale
-    batch_size: int = 64,  # images per pipeline call
-) -> np.ndarray:
-    "uint8 N×H×W×3 images for `prompts`."
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        gens = [torch.Generator().manual_seed(seed + j) for j in range(i, min(i + batch_size, len(prompts)))]
-        r = pipe(prompts[i : i + batch_size], num_inference_steps=steps, guidance_scale=guidance, generator=gens,
-                 output_type="np")
-        out.append((r.images * 255).round().astype(np.uint8))
-    return np.concatenate(out)
-
-
-def paste_back(generated: np.ndarray, original: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    "Keep `original` pixels wherever the mask is False."
-    return np.where(masks[..., None], generated, original)
-
-
-@torch.no_grad()
-def inpaint(
-    pipe,  # a StableDiffusionInpaintPipeline
-    images: np.ndarray,  # uint8 N×H×W×3
-    masks: np.ndarray,  # bool N×H×W, True = repaint
-    prompts: list[str],  # one prompt per image
-    seed: int = 0,  # image i uses generator seed `seed + i`
-    steps: int = 25,  # denoising steps
-    guidance: float = 3.0,  # classifier-free guidance scale
-    batch_size: int = 64,  # images per pipeline call
-) -> np.ndarray:
-    "Repaint the masked region of each image following its prompt; pixels outside the mask are kept exactly."
-    if not (len(images) == len(masks) == len(prompts)):
-        raise ValueError(f"images, masks and prompts differ in length: {len(images)}, {len(masks)}, {len(prompts)}")
-    if masks.shape != images.shape[:3] or masks.dtype != bool:
-        raise ValueError(f"masks must be bool N×H×W matching images {images.shape[:3]}, got {masks.dtype} {masks.shape}")
-    out = []
-    h, w = images.shape[1:3]
-    for i in range(0, len(prompts), batch_size):
-        sl = slice(i, i + batch_size)
-        gens = [torch.Generator().manual_seed(seed + j) for j in range(i, min(i + batch_size, len(prompts)))]
-        img = torch.from_numpy(images[sl]).permute(0, 3, 1, 2).float() / 255
-        msk = torch.from_numpy(masks[sl]).float()[:, None]
-        r = pipe(prompts[sl], image=img, mask_image=msk, height=h, width=w, num_inference_steps=steps,
-                 guidance_scale=guidance, generator=gens, output_type="np")
-        out.append((r.images * 255).round().astype(np.uint8))
-    return paste_back(np.concatenate(out), images, masks)
-
-# %% ../nbs/04_generator.ipynb #4c7e1c18
-def resolve_model(name: str | None) -> str | None:
-    "`assets:NAME` -> the folder shipped inside the package; anything else unchanged."
-    if name and str(name).startswith("assets:"):
-        import spurnb
-
-        return str(Path(spurnb.__file__).parent / "assets" / str(name).split(":", 1)[1])
-    return name
-
-
-def get_generator(
-    dcfg: dict,  # the config's `data` section
-    gcfg: dict,  # the config's `generator` section
-    cache_dir: str | Path,  # where a freshly trained folder goes
-    retrain: bool = False,  # train instead of loading `gcfg["model"]`
-) -> str:
-    "Path or id of the text-to-image model to use: the configured one, or one trained now (cached by config)."
-    from spurnb.config import config_hash
-
-    model = resolve_model(gcfg["model"])
-    if model and not retrain:
-        return model
-    keys = {k: v for k, v in gcfg.items()
-            if k not in ("model", "eval_samples", "eval_steps", "guidance") and not k.startswith("inpaint_")}
-    return str(train_mini_sd(dcfg, gcfg, Path(cache_dir) / "generator" / config_hash({"data": dcfg, "gen": keys})))
-
-# %% ../nbs/04_generator.ipynb #e791c0d1
-def box_masks(masks: np.ndarray, grow: int = 2) -> np.ndarray:
-    "The bounding box of each object mask, grown by `grow` pixels (bool N×H×W)."
-    out = np.zeros_like(masks)
-    for i, m in enumerate(masks):
-        ys, xs = np.nonzero(m)
-        if len(ys):
-            out[i, max(0, ys.min() - grow) : ys.max() + grow + 1, max(0, xs.min() - grow) : xs.max() + grow + 1] = True
-    return out
-
 # %% ../nbs/04_generator.ipynb #5d9257b2
 def inpainting_unet(unet):
     "A 9-channel copy of a 4-channel UNet (latent, mask, masked-image latent); the 5 new inputs start at zero weight."
@@ -618,22 +637,3 @@ def train_inpainter(
     comps = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tok, "unet": unet, "scheduler": pipe.scheduler}
     save_generator(comps, out, info, kind="inpaint")
     return out
-
-
-def get_inpainter(
-    dcfg: dict,  # the config's `data` section
-    gcfg: dict,  # the config's `generator` section
-    cache_dir: str | Path,  # where a freshly trained folder goes
-    retrain: bool = False,  # train instead of loading `gcfg["inpaint_model"]`
-) -> str:
-    "Path or id of the inpainting model: the configured one, or one fine-tuned now from the text-to-image model."
-    from spurnb.config import config_hash
-
-    model = resolve_model(gcfg["inpaint_model"])
-    if model and not retrain:
-        return model
-    base = get_generator(dcfg, gcfg, cache_dir)
-    keys = {k: gcfg[k] for k in ("inpaint_steps", "inpaint_lr", "inpaint_full_share", "batch_size", "warmup_steps",
-                                 "mask_weight", "snr_gamma", "ema_decay", "background_share")}
-    key = {"data": dcfg, "base": model_fingerprint(base), "gen": keys}
-    return str(train_inpainter(base, dcfg, gcfg, Path(cache_dir) / "inpainter" / config_hash(key)))

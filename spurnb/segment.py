@@ -21,8 +21,8 @@ from .data import DIGIT_WORDS, land_background, load_split, water_background
 
 # %% auto #0
 __all__ = ['EMBEDDED_PROMPTS', 'TRAIN_KEYS', 'iou', 'mean_iou', 'dilate', 'SegmentResult', 'Segmenter', 'mask_boxes', 'segment',
-           'TinyUNet', 'EmbeddedSegmenter', 'background_images', 'seg_loss', 'fit_segmenter', 'segmenter_key',
-           'train_embedded_segmenter', 'LangSAM', 'load_langsam', 'make_segmenter', 'majority_masks']
+           'TinyUNet', 'EmbeddedSegmenter', 'background_images', 'segmenter_key', 'train_embedded_segmenter',
+           'make_segmenter', 'majority_masks', 'seg_loss', 'fit_segmenter', 'LangSAM', 'load_langsam']
 
 # %% ../nbs/06_segment.ipynb #53240925
 def iou(
@@ -226,7 +226,99 @@ def background_images(
     return np.stack([((water_background if rng.random() < 0.5 else land_background)(rng, size) * 255).round()
                      .astype(np.uint8) for _ in range(n)])
 
+# %% ../nbs/06_segment.ipynb #56af24d7
+TRAIN_KEYS = ("widths", "epochs", "lr", "weight_decay", "batch_size", "dice_weight", "negatives", "seed")
 
+
+def segmenter_key(dcfg: dict, scfg: dict) -> dict:
+    "The cache key of the embedded segmenter: the data config and the training knobs (`TRAIN_KEYS`)."
+    return {"data": dcfg, **{k: scfg[k] for k in TRAIN_KEYS}}
+
+
+def train_embedded_segmenter(
+    dcfg: dict,  # the config's `data` section (must be waterbirds_lite: its world split has masks)
+    scfg: dict,  # the `segment` section (`cfg["segment"]`)
+    cache_dir: str | Path,  # artifact cache
+    device: str | torch.device = "cpu",  # where to train and run
+    shipped: bool = True,  # load `spurnb/assets/segmenter` when it was made for these settings
+) -> EmbeddedSegmenter:
+    "The U-Net trained on the world split's masks (or loaded: cache, then assets), with its training record in `.meta`."
+    if dcfg["name"] != "waterbirds_lite":
+        raise ValueError(f"the embedded segmenter trains on waterbirds_lite's world split, not {dcfg['name']!r}; "
+                         "use the langsam segmenter for real data")
+    key = segmenter_key(dcfg, scfg)
+
+    def compute():
+        t0 = time.perf_counter()
+        world = load_split(dcfg, "world")
+        size = world.images.shape[1]
+        n_neg = int(round(scfg["negatives"] * len(world)))
+        images = np.concatenate([world.images, background_images(n_neg, size, scfg["seed"])])
+        masks = np.concatenate([world.masks, np.zeros((n_neg, size, size), bool)])
+        order = np.random.default_rng(scfg["seed"]).permutation(len(images))
+        n_val = max(1, len(images) // 10)
+        va, tr = order[:n_val], order[n_val:]
+        data_s = time.perf_counter() - t0
+        seed_everything(scfg["seed"])  # the initialisation must not depend on what ran before in this process
+        net = TinyUNet(scfg["widths"])
+        t1 = time.perf_counter()
+        net, hist = fit_segmenter(net, images[tr], masks[tr], images[va], masks[va], scfg, device)
+        meta = {"history": hist, "train_s": time.perf_counter() - t1, "data_s": data_s, "n_train": int(len(tr)),
+                "n_val": int(n_val), "n_negatives": n_neg, "size": size, "threads": torch.get_num_threads(),
+                "device": str(device), "params": sum(p.numel() for p in net.parameters())}
+        return {"tensors": net.state_dict(), "meta": meta}
+
+    art = cached("segmenter", key, compute, cache_dir, shipped="segmenter" if shipped else None)
+    net = TinyUNet(scfg["widths"])
+    net.load_state_dict(art["tensors"])
+    return EmbeddedSegmenter(net, size=art["meta"]["size"], threshold=scfg["threshold"], min_pixels=scfg["min_pixels"],
+                             device=device, meta=art["meta"])
+
+# %% ../nbs/06_segment.ipynb #8bfb12a5
+def make_segmenter(
+    scfg: dict,  # the `segment` section (`cfg["segment"]`)
+    dcfg: dict,  # the config's `data` section
+    cache_dir: str | Path,  # artifact cache (embedded training)
+    device: str | torch.device = "cpu",  # where to run
+) -> Segmenter:
+    "The profile's segmenter: the cached embedded U-Net (kind `embedded`) or LangSAM (kind `langsam`)."
+    if scfg["kind"] == "embedded":
+        return train_embedded_segmenter(dcfg, scfg, cache_dir, device)
+    if scfg["kind"] == "langsam":
+        return load_langsam(scfg["detector"], scfg["sam"], device, scfg["box_threshold"], scfg["text_threshold"],
+                            scfg["mask_threshold"])
+    raise ValueError(f"unknown segmenter kind {scfg['kind']!r}; choose embedded or langsam")
+
+# %% ../nbs/06_segment.ipynb #7110ce2e
+def majority_masks(
+    cfg: dict,  # a resolved config (`get_config`)
+    seed: int,  # ERM seed whose losses rank the training images
+    cache_dir: str | Path,  # artifact cache
+    device: str | torch.device = "cpu",  # where the segmenter runs
+) -> dict:
+    "Masks of each class's K lowest-loss training images (cached): arrays `idx`, `y`, `a`, `masks`, `detected`, `scores`."
+    from spurnb.erm import lowest_loss, per_sample_losses, train_erm
+    from spurnb.inversion import images_of
+
+    dcfg, ecfg, scfg, size = cfg["data"], cfg["erm"], cfg["segment"], cfg["generator"]["size"]
+    key = {"data": dcfg, "erm": ecfg, "segment": scfg, "size": size, "seed": seed}
+
+    def compute():
+        t0 = time.perf_counter()
+        train = load_split(dcfg, "train")
+        erm = train_erm(dcfg, ecfg, seed, cache_dir, device)
+        chosen = lowest_loss(per_sample_losses(erm["arrays"]["train_logits"], train.y), train.y, ecfg["K"])
+        idx = np.concatenate([chosen[c] for c in sorted(chosen)])
+        seg = make_segmenter(scfg, dcfg, cache_dir, device)
+        res = segment(images_of(train, idx, size), scfg["prompt"], seg, batch_size=scfg["batch_size"],
+                      dilation=scfg["dilate"])
+        arrays = {"idx": idx, "y": train.y[idx], "a": train.a[idx], "masks": res.masks, "detected": res.detected,
+                  "scores": res.scores}
+        return {"arrays": arrays, "meta": {"seconds": time.perf_counter() - t0, "prompt": scfg["prompt"]}}
+
+    return cached("majority_masks", key, compute, cache_dir)
+
+# %% ../nbs/06_segment.ipynb #062063f9
 def seg_loss(
     logits: torch.Tensor,  # mask logits N×H×W
     target: torch.Tensor,  # float masks N×H×W in {0, 1}
@@ -295,54 +387,6 @@ def fit_segmenter(
         bar.set_postfix(loss=f"{total / n_batches:.3f}", val_iou=f"{val:.3f}")
     net.load_state_dict(best_state)
     return net.eval(), history
-
-# %% ../nbs/06_segment.ipynb #56af24d7
-TRAIN_KEYS = ("widths", "epochs", "lr", "weight_decay", "batch_size", "dice_weight", "negatives", "seed")
-
-
-def segmenter_key(dcfg: dict, scfg: dict) -> dict:
-    "The cache key of the embedded segmenter: the data config and the training knobs (`TRAIN_KEYS`)."
-    return {"data": dcfg, **{k: scfg[k] for k in TRAIN_KEYS}}
-
-
-def train_embedded_segmenter(
-    dcfg: dict,  # the config's `data` section (must be waterbirds_lite: its world split has masks)
-    scfg: dict,  # the `segment` section (`cfg["segment"]`)
-    cache_dir: str | Path,  # artifact cache
-    device: str | torch.device = "cpu",  # where to train and run
-    shipped: bool = True,  # load `spurnb/assets/segmenter` when it was made for these settings
-) -> EmbeddedSegmenter:
-    "The U-Net trained on the world split's masks (or loaded: cache, then assets), with its training record in `.meta`."
-    if dcfg["name"] != "waterbirds_lite":
-        raise ValueError(f"the embedded segmenter trains on waterbirds_lite's world split, not {dcfg['name']!r}; "
-                         "use the langsam segmenter for real data")
-    key = segmenter_key(dcfg, scfg)
-
-    def compute():
-        t0 = time.perf_counter()
-        world = load_split(dcfg, "world")
-        size = world.images.shape[1]
-        n_neg = int(round(scfg["negatives"] * len(world)))
-        images = np.concatenate([world.images, background_images(n_neg, size, scfg["seed"])])
-        masks = np.concatenate([world.masks, np.zeros((n_neg, size, size), bool)])
-        order = np.random.default_rng(scfg["seed"]).permutation(len(images))
-        n_val = max(1, len(images) // 10)
-        va, tr = order[:n_val], order[n_val:]
-        data_s = time.perf_counter() - t0
-        seed_everything(scfg["seed"])  # the initialisation must not depend on what ran before in this process
-        net = TinyUNet(scfg["widths"])
-        t1 = time.perf_counter()
-        net, hist = fit_segmenter(net, images[tr], masks[tr], images[va], masks[va], scfg, device)
-        meta = {"history": hist, "train_s": time.perf_counter() - t1, "data_s": data_s, "n_train": int(len(tr)),
-                "n_val": int(n_val), "n_negatives": n_neg, "size": size, "threads": torch.get_num_threads(),
-                "device": str(device), "params": sum(p.numel() for p in net.parameters())}
-        return {"tensors": net.state_dict(), "meta": meta}
-
-    art = cached("segmenter", key, compute, cache_dir, shipped="segmenter" if shipped else None)
-    net = TinyUNet(scfg["widths"])
-    net.load_state_dict(art["tensors"])
-    return EmbeddedSegmenter(net, size=art["meta"]["size"], threshold=scfg["threshold"], min_pixels=scfg["min_pixels"],
-                             device=device, meta=art["meta"])
 
 # %% ../nbs/06_segment.ipynb #8ecfffe2
 class LangSAM(Segmenter):
@@ -438,47 +482,3 @@ def load_langsam(
                                   (AutoModelForZeroShotObjectDetection, AutoProcessor))
     sam, sam_proc = _load_offline("SAM", sam_id_or_path, (SamModel, SamProcessor))
     return LangSAM(det, det_proc, sam, sam_proc, box_threshold, text_threshold, mask_threshold, device)
-
-
-def make_segmenter(
-    scfg: dict,  # the `segment` section (`cfg["segment"]`)
-    dcfg: dict,  # the config's `data` section
-    cache_dir: str | Path,  # artifact cache (embedded training)
-    device: str | torch.device = "cpu",  # where to run
-) -> Segmenter:
-    "The profile's segmenter: the cached embedded U-Net (kind `embedded`) or LangSAM (kind `langsam`)."
-    if scfg["kind"] == "embedded":
-        return train_embedded_segmenter(dcfg, scfg, cache_dir, device)
-    if scfg["kind"] == "langsam":
-        return load_langsam(scfg["detector"], scfg["sam"], device, scfg["box_threshold"], scfg["text_threshold"],
-                            scfg["mask_threshold"])
-    raise ValueError(f"unknown segmenter kind {scfg['kind']!r}; choose embedded or langsam")
-
-# %% ../nbs/06_segment.ipynb #7110ce2e
-def majority_masks(
-    cfg: dict,  # a resolved config (`get_config`)
-    seed: int,  # ERM seed whose losses rank the training images
-    cache_dir: str | Path,  # artifact cache
-    device: str | torch.device = "cpu",  # where the segmenter runs
-) -> dict:
-    "Masks of each class's K lowest-loss training images (cached): arrays `idx`, `y`, `a`, `masks`, `detected`, `scores`."
-    from spurnb.erm import lowest_loss, per_sample_losses, train_erm
-    from spurnb.inversion import images_of
-
-    dcfg, ecfg, scfg, size = cfg["data"], cfg["erm"], cfg["segment"], cfg["generator"]["size"]
-    key = {"data": dcfg, "erm": ecfg, "segment": scfg, "size": size, "seed": seed}
-
-    def compute():
-        t0 = time.perf_counter()
-        train = load_split(dcfg, "train")
-        erm = train_erm(dcfg, ecfg, seed, cache_dir, device)
-        chosen = lowest_loss(per_sample_losses(erm["arrays"]["train_logits"], train.y), train.y, ecfg["K"])
-        idx = np.concatenate([chosen[c] for c in sorted(chosen)])
-        seg = make_segmenter(scfg, dcfg, cache_dir, device)
-        res = segment(images_of(train, idx, size), scfg["prompt"], seg, batch_size=scfg["batch_size"],
-                      dilation=scfg["dilate"])
-        arrays = {"idx": idx, "y": train.y[idx], "a": train.a[idx], "masks": res.masks, "detected": res.detected,
-                  "scores": res.scores}
-        return {"arrays": arrays, "meta": {"seconds": time.perf_counter() - t0, "prompt": scfg["prompt"]}}
-
-    return cached("majority_masks", key, compute, cache_dir)
