@@ -19,7 +19,7 @@ from .config import atomic_write_text
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'METHOD_ORDER', 'LABELS_USED', 'REQUIRED_KEYS', 'PAPER_DATASETS',
            'check_results', 'load_results', 'ordered_methods', 'wga_interval', 'table1', 'table2', 'table3',
-           'write_table', 'group_names', 'plot_per_group', 'plot_wga', 'replace_block', 'summary']
+           'write_table', 'group_names', 'plot_per_group', 'plot_wga', 'replace_block', 'summary', 'table1_finding']
 
 # %% ../nbs/11_results.ipynb #1fe054de
 PAPER_TABLE1: dict[str, dict] = {  # worst-group accuracy (%) reported in the paper's Table 1
@@ -400,3 +400,50 @@ def summary(results: dict) -> str:
         out.append(f"The embedded mini Stable Diffusion draws the requested class in {min(shares):.0f}–"
                    f"{max(shares):.0f}% of its edits (per seed and class, judged by a digit reader; `07_inpaint`).")
     return " ".join(out)
+
+# %% ../nbs/11_results.ipynb #7a6b52d2
+def _rank_text(values: dict, name: str) -> str:
+    "'is the highest/lowest of all N methods' (ties said) or 'ranks k of N' for `name` by `values` (NaN ignored)."
+    v = {m: x for m, x in values.items() if not np.isnan(x)}
+    better, worse = sum(x > v[name] for x in v.values()), sum(x < v[name] for x in v.values())
+    tied = len(v) - 1 - better - worse
+    tie = f" (tied with {tied} other{'s' if tied > 1 else ''})" if tied else ""
+    if len(v) > 1 and worse == 0:
+        return f"is the lowest of all {len(v)} methods{tie}"
+    if len(v) > 1 and better == 0:
+        return f"is the highest of all {len(v)} methods{tie}"
+    return f"ranks {better + 1} of {len(v)}{tie}"
+
+
+def table1_finding(results: dict) -> str:
+    "Markdown sentences on DDB's place in Table 1, every number computed from `results`."
+    methods = results.get("methods", {})
+    if "DDB" not in methods or len(methods) < 2:
+        return "DDB and at least one other method are needed for a comparison."
+    num = table1(results, numeric=True)
+    wga, wavg = num["WGA mean (%)"].to_dict(), num["weighted avg (%)"].to_dict()
+    above = sorted((m for m in methods if m != "DDB" and wga[m] > wga["DDB"]), key=lambda m: -wga[m])
+    out = [f"DDB's worst-group accuracy ({wga['DDB']:.1f}%) {_rank_text(wga, 'DDB')}"
+           + (f"; above it: {', '.join(f'{m} ({wga[m]:.1f}%)' for m in above)}." if above else ".")]
+    if not np.isnan(wavg["DDB"]):
+        out.append(f"Its average weighted with the training group shares ({wavg['DDB']:.1f}%) {_rank_text(wavg, 'DDB')}"
+                   + (f"; ERM's is {wavg['ERM']:.1f}%." if "ERM" in wavg and not np.isnan(wavg["ERM"]) else "."))
+    counts = list(results.get("data", {}).get("group_counts", {}).get("train", {}).values())
+    n_groups = len(methods["DDB"]["per_group"][0])
+    if len(counts) == n_groups and sum(counts) > 0:
+        major = np.asarray(counts, float) / sum(counts) >= 1 / n_groups
+        maj, mino = ({m: float(np.nanmean(_pct([v for seed in e["per_group"] for v in np.array(seed, object)[sel]])))
+                      for m, e in methods.items()} for sel in (major, ~major))
+        out.append(f"Its accuracy on the majority groups ({maj['DDB']:.1f}%) {_rank_text(maj, 'DDB')}; on the "
+                   f"minority groups it reaches {mino['DDB']:.1f}%.")
+        worst_major = {m: sum(bool(major[int(np.nanargmin(_pct(seed)))]) for seed in e["per_group"])
+                       for m, e in methods.items()}
+        n, k = len(methods["DDB"]["per_group"]), worst_major["DDB"]
+        out.append("DDB's worst group is a majority group " + (
+            "for none of the seeds." if k == 0 else "for every seed." if k == n else f"for {k} of {n} seeds."))
+        others = [f"{m} ({worst_major[m]} of {len(methods[m]['per_group'])})" for m in ordered_methods(methods)
+                  if m != "DDB" and worst_major[m]]
+        out.append(f"Other methods whose worst group is a majority group for some seed: {', '.join(others)}."
+                   if others else "For every other method the worst group is always a minority group.")
+    return " ".join(out)
+
