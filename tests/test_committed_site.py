@@ -1,4 +1,5 @@
 "The committed site in docs/: a page per notebook, built from a committed run that is an ancestor of HEAD."
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -29,4 +30,6 @@ def test_front_page_names_an_ancestor_commit():
         pytest.skip("not a git checkout")
     r = subprocess.run(["git", "merge-base", "--is-ancestor", m.group(1), "HEAD"], cwd=ROOT, capture_output=True)
     assert r.returncode == 0, f"the site's run commit {m.group(1)} is not an ancestor of HEAD"
-    assert "uncommitted changes" not in html, "the site's run was made from a working tree with uncommitted changes"
+    run = json.loads((ROOT / "figures" / "cpu" / "results.json").read_text())["commit"]
+    assert run.startswith(m.group(1)), f"the site shows commit {m.group(1)}, figures/cpu/results.json {run}: rebuild docs"
+    assert not run.endswith("-dirty"), "the cpu run was made from a working tree with uncommitted changes"
