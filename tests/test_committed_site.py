@@ -33,3 +33,12 @@ def test_front_page_names_an_ancestor_commit():
     run = json.loads((ROOT / "figures" / "cpu" / "results.json").read_text())["commit"]
     assert run.startswith(m.group(1)), f"the site shows commit {m.group(1)}, figures/cpu/results.json {run}: rebuild docs"
     assert not run.endswith("-dirty"), "the cpu run was made from a working tree with uncommitted changes"
+
+
+def test_no_debris_anywhere_on_the_site():
+    from spurnb.site import hygiene_problems
+
+    _front_page()
+    found = {p.name: hygiene_problems(p.read_text()) for p in sorted(DOCS.glob("*.html"))}
+    found = {k: v for k, v in found.items() if v}
+    assert not found, f"pages of docs/ contain progress or warning debris: {found}"
