@@ -227,6 +227,8 @@ def dfr_head(
 
     y, g = np.asarray(y), np.asarray(g)
     h1, h2 = stratified_halves(g, rng)
+    if not len(h1) or not len(h2):  # a group of one item cannot be halved: tune and refit on all of validation
+        h1 = h2 = np.arange(len(y))
     sc = StandardScaler().fit(X[h1])
     X1, X2 = sc.transform(X[h1]), sc.transform(X[h2])
     tune = {}

@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 # %% auto #0
-__all__ = ['LITE_SPLITS', 'LAND_TINTS', 'WATER_TINTS', 'DIGIT_COLOURS', 'DIGIT_WORDS', 'DATASETS', 'GroupDataset',
-           'ArrayGroupDataset', 'FileGroupDataset', 'mnist_digits', 'land_textures', 'land_background',
+__all__ = ['LITE_SPLITS', 'LAND_TINTS', 'WATER_TINTS', 'DIGIT_COLOURS', 'DIGIT_WORDS', 'GROUP_NAMES', 'CLASS_NAMES', 'DATASETS',
+           'GroupDataset', 'ArrayGroupDataset', 'FileGroupDataset', 'mnist_digits', 'land_textures', 'land_background',
            'water_background', 'composite', 'split_digits', 'assign_backgrounds', 'waterbirds_lite', 'load',
            'load_split']
 
@@ -62,6 +62,43 @@ class GroupDataset(Dataset):
     def load_image(self, i: int) -> torch.Tensor:
         "Image `i` as a float tensor C×H×W in [0, 1] (before `transform`)."
         raise NotImplementedError
+
+    @property
+    def side(self) -> int:
+        "Side of the (square) images the classifier gets."
+        return int(self.load_image(0).shape[-1])
+
+    def load_square(self, i: int, size: int) -> torch.Tensor:
+        "The whole image `i` resized to size×size, float C×size×size in [0, 1]: what the generator and segmenter see."
+        x = self.load_image(int(i))
+        if x.shape[-2:] == (size, size):
+            return x
+        return torch.nn.functional.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True,
+                                               align_corners=False)[0]
+
+    def _view(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        "A whole-image float tensor C×S×S of item `i`, framed the way `load_image` frames the item (here: resized)."
+        s = self.side
+        if x.shape[-2:] == (s, s):
+            return x
+        return torch.nn.functional.interpolate(x[None], size=(s, s), mode="bilinear", antialias=True,
+                                               align_corners=False)[0]
+
+    def classifier_view(
+        self,
+        images: np.ndarray,  # uint8 N×S×S×3 whole-image squares (e.g. edits of items `idx`), or bool N×S×S masks
+        idx: Sequence[int],  # the item each square shows
+    ) -> np.ndarray:
+        "What the classifier sees of each square: the same framing as `load_image` (uint8 N×side×side×3, or bool masks)."
+        images, is_mask = np.asarray(images), np.asarray(images).dtype == bool
+        s = self.side
+        out = np.zeros((len(images), s, s) if is_mask else (len(images), s, s, 3), bool if is_mask else np.uint8)
+        for j, i in enumerate(np.asarray(idx)):
+            t = torch.from_numpy(images[j])
+            t = t[None].float() if is_mask else t.permute(2, 0, 1).float()
+            t = self._view(t, int(i))
+            out[j] = (t[0] > 0.5).numpy() if is_mask else t.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+        return out
 
     def __len__(self) -> int:
         return len(self.y)
@@ -156,7 +193,12 @@ class FileGroupDataset(GroupDataset):
     def _take(self, idx):
         return {"paths": self.paths[idx]}
 
-    def load_image(self, i: int) -> torch.Tensor:
+    @property
+    def side(self) -> int:
+        return self.size
+
+    def _read(self, i: int) -> torch.Tensor:
+        "Image file `i` as uint8 C×H×W, or ValueError naming the file."
         from PIL import Image, UnidentifiedImageError
         from torchvision.transforms.v2 import functional as F
 
@@ -166,12 +208,46 @@ class FileGroupDataset(GroupDataset):
                 im = im.convert("RGB")
         except (OSError, UnidentifiedImageError) as e:
             raise ValueError(f"cannot read image {p}: {e}") from None
-        t = F.pil_to_tensor(im)
+        return F.pil_to_tensor(im)
+
+    def original_size(self, i: int) -> tuple[int, int]:
+        "(height, width) of image file `i`, from its header."
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            return im.height, im.width
+
+    def _frame(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        "Resize to the short side `resize` (or straight to `size`), then centre-crop to `size`."
+        from torchvision.transforms.v2 import functional as F
+
         if self.resize is None:
-            t = F.resize(t, [self.size, self.size], antialias=True)
-        else:
-            t = F.center_crop(F.resize(t, self.resize, antialias=True), [self.size, self.size])
-        return t.float().div_(255)
+            return F.resize(x, [self.size, self.size], antialias=True)
+        return F.center_crop(F.resize(x, self.resize, antialias=True), [self.size, self.size])
+
+    def load_image(self, i: int) -> torch.Tensor:
+        return self._frame(self._read(i), i).float().div_(255)
+
+    def load_square(self, i: int, size: int) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as F
+
+        return F.resize(self._read(int(i)), [size, size], antialias=True).float().div_(255)
+
+    def _view(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        "A whole-image square of item `i` back at the file's aspect ratio, then framed like `load_image`."
+        from torchvision.transforms.v2 import functional as F
+
+        return self._frame(F.resize(x, list(self.original_size(i)), antialias=True), i)
+
+    def __getitem__(self, i: int):
+        if self.transform is None:
+            return super().__getitem__(i)
+        from torchvision.transforms.v2 import functional as F
+
+        x = self._read(int(i))  # augmentation crops the whole image (short side `resize`), not the centre crop
+        x = (F.resize(x, self.resize, antialias=True) if self.resize else x).float().div_(255)
+        return self.transform(x), int(self.y[i]), int(self.a[i])
+
 
 # %% ../nbs/02_data.ipynb #614433ec
 LITE_SPLITS = ("world", "train", "val", "test")
@@ -320,6 +396,15 @@ def waterbirds_lite(
                              transform=transform, name="waterbirds_lite", split=split)
 
 # %% ../nbs/02_data.ipynb #6a74d620
+GROUP_NAMES: dict[str, list[str]] = {  # readable (y, a) group names, in group order y * 2 + a
+    "waterbirds_lite": ["y=0 (0-4), land", "y=0 (0-4), water", "y=1 (5-9), land", "y=1 (5-9), water"],
+    "waterbirds": ["y=0 landbird, land", "y=0 landbird, water", "y=1 waterbird, land", "y=1 waterbird, water"],
+    "celeba": ["y=0 not blond, woman", "y=0 not blond, man", "y=1 blond, woman", "y=1 blond, man"],
+    "metashift": ["y=0 cat, indoor", "y=0 cat, outdoor", "y=1 dog, indoor", "y=1 dog, outdoor"],
+}
+CLASS_NAMES: dict[str, tuple[str, str]] = {"waterbirds_lite": ("digits 0-4", "digits 5-9"),
+                                           "waterbirds": ("landbird", "waterbird"), "celeba": ("not blond", "blond"),
+                                           "metashift": ("cat", "dog")}
 DATASETS = {
     "waterbirds_lite": "spurnb.data:waterbirds_lite",
     "waterbirds": "spurnb.realdata:load_waterbirds",
@@ -359,4 +444,9 @@ def load_split(
         if split == "world":
             lite["train_copies"] = dcfg["lite"]["world_copies"]
         return load("waterbirds_lite", split, size=dcfg["size"], seed=dcfg["seed"], **lite, **kw)
-    return load(dcfg["name"], split, dcfg["root"], size=dcfg["size"], **kw)
+    root = Path(dcfg["root"]).expanduser() if dcfg["root"] else None
+    if root is not None and not root.is_absolute():
+        from spurnb.config import project_root
+
+        root = project_root() / root  # relative to the project folder, wherever the notebook runs
+    return load(dcfg["name"], split, root, size=dcfg["size"], **kw)

@@ -20,9 +20,9 @@ from .data import GroupDataset, load_split
 from .metrics import group_report
 
 # %% auto #0
-__all__ = ['BasicBlock', 'SmallResNet', 'load_state', 'make_model', 'make_transform', 'batch_pad_crop', 'predict', 'features',
-           'per_sample_losses', 'fit', 'lowest_loss', 'world_key', 'pretrain_world', 'initial_weights',
-           'training_knobs', 'train_erm', 'majority_fraction']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BasicBlock', 'SmallResNet', 'ImageNetResNet50', 'load_state', 'make_model',
+           'make_transform', 'batch_pad_crop', 'predict', 'features', 'per_sample_losses', 'fit', 'lowest_loss',
+           'world_key', 'pretrain_world', 'initial_weights', 'training_knobs', 'train_erm', 'majority_fraction']
 
 # %% ../nbs/03_erm.ipynb #7fb4244c
 class BasicBlock(nn.Module):
@@ -62,6 +62,23 @@ class SmallResNet(nn.Module):
         return self.fc(self.features(x))
 
 # %% ../nbs/03_erm.ipynb #22eb0374
+from torchvision.models.resnet import Bottleneck, ResNet
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class ImageNetResNet50(ResNet):
+    "torchvision's ResNet-50 taking images in [0, 1]: it applies ImageNet's mean/std itself (not saved in its state)."
+
+    def __init__(self, n_classes: int = 1000):
+        super().__init__(Bottleneck, [3, 4, 6, 3], num_classes=n_classes)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _forward_impl(self, x: torch.Tensor) -> torch.Tensor:
+        return super()._forward_impl((x - self.mean) / self.std)
+
+
 def _imagenet_resnet50_file() -> Path:
     "Where torchvision keeps ResNet-50 ImageNet weights; raise a clear error if they are not there."
     from torchvision.models import ResNet50_Weights
@@ -96,10 +113,7 @@ def make_model(
     if arch == "resnet_small":
         model = SmallResNet(list(widths), n_classes)
     elif arch == "resnet50":
-        from torchvision.models import resnet50
-
-        model = resnet50(weights=None)
-        model.fc = nn.Linear(model.fc.in_features, n_classes)
+        model = ImageNetResNet50(n_classes)
     else:
         raise ValueError(f"unknown arch {arch!r}; choose resnet_small or resnet50")
     if weights is not None:
@@ -190,7 +204,7 @@ def fit(
     model: nn.Module,  # classifier, trained in place
     train: GroupDataset,  # training data
     val: GroupDataset,  # validation data for model selection
-    ecfg: dict,  # the config's `erm` section (epochs, lr, schedule, weight_decay, batch_size, augment)
+    ecfg: dict,  # the config's `erm` section (epochs, lr, schedule, weight_decay, batch_size, augment; optional optimizer)
     seed: int,  # RNG seed for init order, shuffling and augmentation
     select: str = "avg",  # keep the epoch with the best validation `avg` or `worst`
     sample_weights: np.ndarray | None = None,  # per-item sampling weights (e.g. group-balanced)
@@ -199,7 +213,7 @@ def fit(
     desc: str = "fit",  # progress-bar label
     batch_loss: Callable | None = None,  # `batch_loss(model, idx, load) -> loss`; default: cross-entropy on targets
 ) -> tuple[nn.Module, list[dict]]:
-    "Train with AdamW (cross-entropy unless `batch_loss` is given); return the model at the best validation epoch and the per-epoch history."
+    "Train with AdamW or Adam (`optimizer`; cross-entropy unless `batch_loss` is given); return the best validation epoch's model and the history."
     from tqdm.auto import tqdm
 
     if select not in ("avg", "worst"):
@@ -227,7 +241,10 @@ def fit(
     loader = DataLoader(idx_ds, batch_size=ecfg["batch_size"], shuffle=sampler is None, sampler=sampler,
                         generator=g, drop_last=len(tr) > ecfg["batch_size"])
     model.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=ecfg["lr"], weight_decay=ecfg["weight_decay"])
+    optim = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}.get(ecfg.get("optimizer", "adamw"))
+    if optim is None:
+        raise ValueError(f"unknown optimizer {ecfg['optimizer']!r}; choose adamw or adam")
+    opt = optim(model.parameters(), lr=ecfg["lr"], weight_decay=ecfg["weight_decay"])
     steps = max(1, ecfg["epochs"] * len(loader))
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if ecfg["schedule"] == "cosine"
              else torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0))
@@ -256,14 +273,15 @@ def fit(
 def lowest_loss(
     losses: np.ndarray,  # per-sample loss
     y: np.ndarray,  # class per sample
-    k: int,  # images per class (capped at the class size)
+    k: int | list[int],  # images per class, or one count per class (capped at the class size)
 ) -> dict[int, np.ndarray]:
     "Indices of the `k` lowest-loss samples of each class, lowest first."
     losses, y = np.asarray(losses), np.asarray(y)
     out = {}
     for c in np.unique(y):
         idx = np.nonzero(y == c)[0]
-        out[int(c)] = idx[np.argsort(losses[idx], kind="stable")[:k]]
+        kc = k[int(c)] if isinstance(k, (list, tuple)) else k
+        out[int(c)] = idx[np.argsort(losses[idx], kind="stable")[:kc]]
     return out
 
 # %% ../nbs/03_erm.ipynb #f7424b08

@@ -157,8 +157,9 @@ def prune_scores(
         model = make_model(ecfg["arch"], train.n_classes, ecfg["widths"])
         model.load_state_dict(erm["tensors"])
         src = images_of(train, G["src_idx"], G["images"].shape[1])
-        arrays, Psi = score_generated(model, G["images"], src, G["masks"], G["src_y"], G["y"], rcfg,
-                                      train[0][0].shape[-1], device)
+        view = lambda im: train.classifier_view(im, G["src_idx"])  # framed as the classifier frames each source
+        arrays, Psi = score_generated(model, view(G["images"]), view(src), view(G["masks"]), G["src_y"], G["y"], rcfg,
+                                      train.side, device)
         return {"arrays": arrays, "meta": {"Psi": {str(k): v for k, v in Psi.items()},
                                            "seconds": time.perf_counter() - t0}}
 

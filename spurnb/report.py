@@ -18,8 +18,9 @@ from .config import atomic_write_text
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'METHOD_ORDER', 'LABELS_USED', 'REQUIRED_KEYS', 'PAPER_DATASETS',
-           'check_results', 'load_results', 'ordered_methods', 'wga_interval', 'table1', 'table2', 'table3',
-           'write_table', 'group_names', 'plot_per_group', 'plot_wga', 'replace_block', 'summary', 'table1_finding']
+           'check_results', 'load_results', 'ordered_methods', 'wga_interval', 'table1', 'datasets_table1', 'table2',
+           'table3', 'write_table', 'group_names', 'plot_per_group', 'plot_wga', 'replace_block', 'summary',
+           'table1_finding']
 
 # %% ../nbs/11_results.ipynb #1fe054de
 PAPER_TABLE1: dict[str, dict] = {  # worst-group accuracy (%) reported in the paper's Table 1
@@ -163,6 +164,30 @@ def table1(
         **{c: num[c].map(_fmt) for c in paper_cols},
     }, index=num.index)
     return text
+
+
+def datasets_table1(
+    runs: dict[str, dict],  # data.name (waterbirds, celeba, metashift) -> that run's parsed results.json
+) -> pd.DataFrame:
+    "Table 1 across datasets: per method, the group labels it used and its measured WGA per dataset beside the paper's."
+    names = {d.lower(): d for d in PAPER_DATASETS}
+    methods = ordered_methods({m: None for r in runs.values() for m in check_results(r)["methods"]})
+    rows = {}
+    for m in methods:
+        labels = {LABELS_USED[r["methods"][m]["group_labels"]] for r in runs.values() if m in r["methods"]}
+        if len(labels) > 1:
+            raise ValueError(f"{m} used different group labels on different datasets: {sorted(labels)}")
+        row = {"train/val group labels": "/".join(labels.pop())}
+        for ds, r in runs.items():
+            e = r["methods"].get(m)
+            row[f"{names.get(ds, ds)} WGA (%)"] = "–" if e is None else _fmt(*_mean_sd(_pct(e["worst"])), len(e["worst"]))
+        for ds in runs:
+            v = PAPER_TABLE1.get(m, {}).get(names.get(ds, ds))
+            row[f"{names.get(ds, ds)} WGA, reported in the paper (%)"] = "–" if v is None else f"{v:.1f}"
+        rows[m] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "method"
+    return out
 
 # %% ../nbs/11_results.ipynb #280e770d
 def _counts(per_seed) -> np.ndarray:

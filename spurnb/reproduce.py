@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import PROFILES, get_config, git_commit, project_root, update_results
+from .config import PROFILES, get_config, git_commit, project_root, run_name, update_results
 
 # %% auto #0
 __all__ = ['NB_RE', 'KERNEL_RC', 'QUIET_WARNINGS', 'stage_notebooks', 'parse_override', 'notebook_parameters', 'NotebookFailed',
@@ -131,6 +131,9 @@ def reproduce(
     from tqdm.auto import tqdm
 
     cfg = get_config(profile, overrides)  # fails fast on a bad profile or key
+    from spurnb.weights import check_weights, fetch_args
+
+    check_weights(cfg, fetch_args(profile, overrides))  # every model on disk before any work, else how to get them
     root = Path(root) if root else project_root()
     stages = stage_notebooks(root / "nbs")
     unknown = sorted(set(only or []) - set(stages))
@@ -138,7 +141,7 @@ def reproduce(
         raise ValueError(f"unknown notebook number(s) {', '.join(unknown)}; choose from {', '.join(stages)}")
     todo = {k: p for k, p in stages.items() if not only or k in only}
     seeds = list(seeds) if seeds is not None else cfg["seeds"]
-    results = root / "figures" / profile / "results.json"
+    results = root / "figures" / run_name(cfg) / "results.json"
     commit = git_commit(root)  # before touching any tracked file
     if not only and results.exists():
         results.unlink()  # a full run regenerates everything
@@ -149,7 +152,7 @@ def reproduce(
     bar = tqdm(todo.items(), desc=f"reproduce[{profile}]", unit="nb")
     for key, path in bar:
         bar.set_postfix_str(path.stem)
-        times[path.stem] = round(run_notebook(path, root / "runs" / profile / path.name, params), 1)
+        times[path.stem] = round(run_notebook(path, root / "runs" / run_name(cfg) / path.name, params), 1)
         update_results(results, {"timings_s": {path.stem: times[path.stem]}})
     return times
 
@@ -162,7 +165,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    "Console entry point: `spurnb reproduce ...`, `spurnb docs ...`, `spurnb check-site ...`."
+    "Console entry point: `spurnb reproduce ...`, `spurnb fetch ...`, `spurnb docs ...`, `spurnb check-site ...`."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fetch"]:  # its own parser (spurnb.weights)
+        from spurnb.weights import main as fetch_main
+
+        return fetch_main(argv[1:])
     parser = _Parser(prog="spurnb", description="Reproduce DDB with notebooks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rp = sub.add_parser("reproduce", help="run the stage notebooks with papermill")
@@ -170,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers to run, e.g. 02 03")
     rp.add_argument("--seeds", nargs="+", type=int, metavar="S", help="training seeds (default: the profile's)")
     rp.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. erm.epochs=5")
+    sub.add_parser("fetch", help="download the models a profile needs (spurnb fetch --profile paper --help)")
     dp = sub.add_parser("docs", help="build the tutorial site from the executed notebooks in runs/<profile>/")
     dp.add_argument("--profile", default="cpu", choices=list(PROFILES), help="whose run to show (default: cpu)")
     dp.add_argument("--out", metavar="DIR", help="site folder (default: docs for cpu, runs/<profile>/site otherwise)")
@@ -192,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = dict(parse_override(s) for s in args.set)
         times = reproduce(args.profile, args.only, args.seeds, overrides)
-    except (ValueError, NotebookFailed) as e:
+    except (ValueError, FileNotFoundError, NotebookFailed) as e:
         print(f"spurnb: error: {e}", file=sys.stderr)
         return 1
     width = max(len(k) for k in times) if times else 8

@@ -59,13 +59,18 @@ class JoinedDataset(GroupDataset):
     def load_image(self, i: int) -> torch.Tensor:
         return self.real.load_image(i) if i < self.n_real else self.generated[i - self.n_real]
 
+    def __getitem__(self, i: int):
+        if i < self.n_real and self.transform is not None:  # the real set augments its own way (whole image)
+            return self.real.with_transform(self.transform)[i]
+        return super().__getitem__(i)
+
 # %% ../nbs/09_retrain.ipynb #d849b383
 def retrain(
     cfg: dict,  # a resolved config (`get_config`)
     seed: int,  # ERM seed and retraining seed
     train: GroupDataset,  # the training set
     val: GroupDataset,  # validation set (model selection)
-    images: np.ndarray,  # uint8 N×H×W×3 extra images (DDB: the kept generated ones)
+    images: np.ndarray,  # uint8 N×H×W×3 extra images as the classifier sees them (DDB: the kept generated ones)
     y: np.ndarray,  # their labels
     a: np.ndarray,  # their attributes
     cache_dir: str | Path,  # artifact cache (ERM)
@@ -86,8 +91,9 @@ def retrain(
     erm = train_erm(dcfg, ecfg, seed, cache_dir, device)
     torch.manual_seed(seed)  # the fresh last layer's initialisation
     model = make_model(ecfg["arch"], train.n_classes, ecfg["widths"], erm["tensors"])
-    return fit(model, joined, val, {**ecfg, "epochs": rcfg["epochs"], "lr": rcfg["lr"]}, seed, select="worst",
-               device=device, desc=f"ddb(seed={seed})", batch_loss=batch_loss)
+    knobs = {k: rcfg[k] for k in ("epochs", "lr", "optimizer", "schedule", "weight_decay", "batch_size")}
+    return fit(model, joined, val, {**ecfg, **knobs}, seed, select="worst", device=device, desc=f"ddb(seed={seed})",
+               batch_loss=batch_loss)
 
 # %% ../nbs/09_retrain.ipynb #c6955ac5
 def train_ddb(
@@ -110,8 +116,8 @@ def train_ddb(
     def compute():
         t0 = time.perf_counter()
         train, val, test = (load_split(dcfg, s) for s in ("train", "val", "test"))
-        model, hist = retrain(cfg, seed, train, val, G["images"][keep], G["y"][keep], G["a"][keep], cache_dir,
-                              device)
+        images = train.classifier_view(G["images"][keep], G["src_idx"][keep])  # framed like the real images
+        model, hist = retrain(cfg, seed, train, val, images, G["y"][keep], G["a"][keep], cache_dir, device)
         arrays = {"val_logits": predict(model, val, device=device), "test_logits": predict(model, test, device=device)}
         counts = {str(c): {"generated": int((G["y"] == c).sum()), "kept": int((G["y"][keep] == c).sum())}
                   for c in range(train.n_classes)}
