@@ -155,6 +155,10 @@ class ArrayGroupDataset(GroupDataset):
         for k, v in self.extra.items():
             setattr(self, k, np.asarray(v))
 
+    @property
+    def side(self) -> int:
+        return int(self.images.shape[2])
+
     def _take(self, idx):
         out = {"images": self.images[idx], "masks": None if self.masks is None else self.masks[idx]}
         out["extra"] = {k: getattr(self, k)[idx] for k in self.extra}
