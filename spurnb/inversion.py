@@ -54,13 +54,10 @@ def images_of(
     idx: np.ndarray,  # items to take
     size: int,  # output side (the generator's resolution)
 ) -> np.ndarray:
-    "Items `idx` of `ds` as uint8 N×size×size×3 images (resized when needed)."
+    "Items `idx` of `ds` as the generator sees them: the whole image, uint8 N×size×size×3 (`GroupDataset.load_square`)."
     out = np.zeros((len(idx), size, size, 3), np.uint8)
     for j, i in enumerate(np.asarray(idx)):
-        x = ds.load_image(int(i))[None]
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[j] = (x[0].clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()
+        out[j] = (ds.load_square(int(i), size).clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()
     return out
 
 # %% ../nbs/05_inversion.ipynb #be99157e

@@ -117,6 +117,21 @@ def test_images_of_resizes():
     assert images_of(ds, np.array([1]), 16).shape == (1, 16, 16, 3)
 
 
+def test_images_of_takes_the_whole_file_not_the_classifier_crop(tmp_path):
+    "The generator sees the whole image: a red border strip that the 224 centre crop cuts off must be there."
+    from PIL import Image
+
+    from spurnb.data import FileGroupDataset
+
+    im = np.zeros((375, 500, 3), np.uint8)
+    im[:, :20] = [255, 0, 0]  # the left border: outside the centre crop of the resized image
+    Image.fromarray(im).save(tmp_path / "a.png")
+    ds = FileGroupDataset([tmp_path / "a.png"], [0], [0], 2, 2, size=224, resize=256)
+    assert (ds.load_image(0)[0] < 0.5).all()  # the classifier's crop has no red
+    whole = images_of(ds, np.array([0]), 512)[0]
+    assert whole.shape == (512, 512, 3) and (whole[:, :10, 0] > 200).all() and (whole[:, -10:, 0] < 50).all()
+
+
 def test_swap_never_keeps_the_class_and_masks():
     assert target_classes(np.array([0, 1]), 2).tolist() == [1, 0]
     y = np.arange(100) % 4
