@@ -180,6 +180,15 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _set(cfg: dict, key: str, value: Any) -> None:
+    "Set the dotted `key` of the nested `cfg` to a copy of `value`."
+    *parents, leaf = key.split(".")
+    node = cfg
+    for p in parents:
+        node = node[p]
+    node[leaf] = copy.deepcopy(value)
+
+
 def get_config(
     profile: str = "cpu",  # one of PROFILES
     overrides: dict | None = None,  # dotted keys, e.g. {"erm.epochs": 3}
@@ -193,11 +202,7 @@ def get_config(
         if key not in known:
             near = [k for k in known if k.split(".")[0] == key.split(".")[0]] or list(known)
             raise ValueError(f"unknown config key {key!r}; known keys: {', '.join(near)}")
-        *parents, leaf = key.split(".")
-        node = cfg
-        for p in parents:
-            node = node[p]
-        node[leaf] = copy.deepcopy(value)
+        _set(cfg, key, value)
     _fill_dataset(cfg, set(overrides or {}))
     cfg["profile"] = profile
     return cfg
@@ -216,11 +221,7 @@ def _fill_dataset(
         if key not in table:
             raise ValueError(f"config key {key!r} has no value for dataset {name!r}: set it (--set {key}=...) or "
                              f"add it to DATASET_SETTINGS[{name!r}]")
-        *parents, leaf = key.split(".")
-        node = cfg
-        for p in parents:
-            node = node[p]
-        node[leaf] = copy.deepcopy(table[key])
+        _set(cfg, key, table[key])
 
 # %% ../nbs/A1_config.ipynb #1eba9601
 def seed_everything(seed: int) -> torch.Generator:

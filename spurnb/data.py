@@ -21,6 +21,14 @@ __all__ = ['LITE_SPLITS', 'LAND_TINTS', 'WATER_TINTS', 'DIGIT_COLOURS', 'DIGIT_W
            'load_split']
 
 # %% ../nbs/02_data.ipynb #5de3cb50
+def _square(x: torch.Tensor, size: int) -> torch.Tensor:
+    "A float image C×H×W resized to size×size (bilinear, antialiased); returned as is when it already is."
+    if x.shape[-2:] == (size, size):
+        return x
+    return torch.nn.functional.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False)[0]
+
+
 class GroupDataset(Dataset):
     "A dataset of `(image, y, a)` items with group bookkeeping; subclasses implement `load_image`."
 
@@ -55,6 +63,11 @@ class GroupDataset(Dataset):
         "Number of items in each group (zeros included)."
         return np.bincount(self.g, minlength=self.n_groups)
 
+    def usual_attr(self) -> np.ndarray:
+        "Per class, its most common attribute in this split: class c's majority group is `(c, usual_attr()[c])`."
+        return np.array([np.bincount(self.a[self.y == c], minlength=self.n_attrs).argmax()
+                         for c in range(self.n_classes)])
+
     def group_name(self, g: int) -> str:
         "Readable name of group `g`, e.g. `y=1,a=0`."
         return f"y={g // self.n_attrs},a={g % self.n_attrs}"
@@ -70,19 +83,11 @@ class GroupDataset(Dataset):
 
     def load_square(self, i: int, size: int) -> torch.Tensor:
         "The whole image `i` resized to size×size, float C×size×size in [0, 1]: what the generator and segmenter see."
-        x = self.load_image(int(i))
-        if x.shape[-2:] == (size, size):
-            return x
-        return torch.nn.functional.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True,
-                                               align_corners=False)[0]
+        return _square(self.load_image(int(i)), size)
 
     def _view(self, x: torch.Tensor, i: int) -> torch.Tensor:
         "A whole-image float tensor C×S×S of item `i`, framed the way `load_image` frames the item (here: resized)."
-        s = self.side
-        if x.shape[-2:] == (s, s):
-            return x
-        return torch.nn.functional.interpolate(x[None], size=(s, s), mode="bilinear", antialias=True,
-                                               align_corners=False)[0]
+        return _square(x, self.side)
 
     def classifier_view(
         self,

@@ -81,10 +81,9 @@ class ImageNetResNet50(ResNet):
 
 def _imagenet_resnet50_file() -> Path:
     "Where torchvision keeps ResNet-50 ImageNet weights; raise a clear error if they are not there."
-    from torchvision.models import ResNet50_Weights
+    from spurnb.weights import imagenet_file, imagenet_weights
 
-    url = ResNet50_Weights.IMAGENET1K_V1.url
-    f = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    f, url = imagenet_file(), imagenet_weights().url
     if not f.exists():
         raise FileNotFoundError(f"ResNet-50 ImageNet weights not found at {f}; copy {url.rsplit('/', 1)[1]} there "
                                 f"(from {url}) or set erm.weights to a local .safetensors/.pth file")
