@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'CACHE_VERSION', 'NS', 'PAPER_RECIPE', 'inversion_templates',
-           'get_config', 'seed_everything', 'resolve_device', 'project_root', 'run_name', 'run_paths', 'config_hash',
-           'digest', 'save_artifact', 'load_artifact', 'artifact_hash', 'cached', 'job_count', 'run_jobs', 'git_commit',
-           'atomic_write_text', 'update_results', 'assets_dir', 'sha256_file', 'write_sums', 'check_sums',
-           'shipped_artifact', 'ship_artifact', 'departures']
+__all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'CHOICES', 'AT_LEAST_ONE', 'UNIT', 'SEEDS', 'SIGNED', 'ENV_VARS',
+           'CACHE_VERSION', 'NS', 'PAPER_RECIPE', 'inversion_templates', 'get_config', 'check_value', 'seed_everything',
+           'resolve_device', 'project_root', 'find_project', 'check_environment', 'run_name', 'figures_root',
+           'run_paths', 'assets_dir', 'sha256_file', 'write_sums', 'check_sums', 'CacheWarning', 'config_hash',
+           'digest', 'save_artifact', 'load_artifact', 'artifact_hash', 'read_entry', 'cached', 'job_count', 'run_jobs',
+           'git_commit', 'atomic_write_text', 'update_results', 'shipped_artifact', 'ship_artifact', 'departures']
 
 # %% ../nbs/A1_config.ipynb #c04d33cf
 PER_DATASET = "<per dataset>"  # a profile value taken from DATASET_SETTINGS[data.name] by `get_config`
@@ -193,7 +194,7 @@ def get_config(
     profile: str = "cpu",  # one of PROFILES
     overrides: dict | None = None,  # dotted keys, e.g. {"erm.epochs": 3}
 ) -> dict:
-    "The resolved config of `profile` with `overrides` applied; unknown profiles or keys raise `ValueError`."
+    "The resolved config of `profile` with `overrides` applied; an unknown profile or key, or a value of the wrong type or range, raises `ValueError`."
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     cfg = copy.deepcopy(PROFILES[profile])
@@ -202,7 +203,7 @@ def get_config(
         if key not in known:
             near = [k for k in known if k.split(".")[0] == key.split(".")[0]] or list(known)
             raise ValueError(f"unknown config key {key!r}; known keys: {', '.join(near)}")
-        _set(cfg, key, value)
+        _set(cfg, key, check_value(key, value))
     _fill_dataset(cfg, set(overrides or {}))
     cfg["profile"] = profile
     return cfg
@@ -222,6 +223,94 @@ def _fill_dataset(
             raise ValueError(f"config key {key!r} has no value for dataset {name!r}: set it (--set {key}=...) or "
                              f"add it to DATASET_SETTINGS[{name!r}]")
         _set(cfg, key, table[key])
+
+# %% ../nbs/A1_config.ipynb #a7c354a1
+CHOICES: dict[str, tuple] = {  # config keys with a fixed set of values (lists: every element)
+    "data.name": ("waterbirds_lite", "waterbirds", "celeba", "metashift"),
+    "erm.arch": ("resnet_small", "resnet50"), "erm.schedule": ("constant", "cosine"),
+    "erm.augment": ("pad_crop", "rrc_flip", "none"), "erm.select": ("avg", "worst"),
+    "baselines.methods": ("upsample", "groupdro", "jtt", "dfr", "lisa"), "segment.kind": ("embedded", "langsam"),
+    "ddb.inversion.select": ("highest_loss", "random", "lowest_loss"), "ddb.inpaint.mask": ("segment", "box"),
+    "ddb.retrain.optimizer": ("adam", "adamw"), "ddb.retrain.schedule": ("constant", "cosine"),
+}
+AT_LEAST_ONE = {"size", "epochs", "batch_size", "steps", "chunk", "n_boot", "dfr_retrains", "n_samples", "K",
+                "tokens_per_class", "ig_steps", "internal_batch_size", "eval_steps", "max_length", "text_layers",
+                "unet_layers_per_block", "ckpt_every", "n_digits", "widths", "vae_channels", "unet_channels",
+                "text_width", "jtt_id_epochs", "train_copies", "world_copies", "vae_batch_size"}  # by last key part
+UNIT = {"P", "p_majority", "lisa_p_sel", "negatives", "background_share", "inpaint_full_share", "threshold",
+        "box_threshold", "text_threshold", "ema_decay", "fractions"}  # shares and probabilities: 0 to 1
+SEEDS = {"seeds", "seed", "ablation_seeds"}  # numpy's seed range: 0 to 2**32 - 1
+SIGNED = {"mask_threshold"}  # may be negative (SAM's logits)
+
+
+def _kind(v: Any) -> str:
+    "The schema type of a config value: bool, int, float, str, none or list[...]."
+    if isinstance(v, (list, tuple)):
+        return "list[" + ("|".join(sorted({_kind(x) for x in v})) or "any") + "]"
+    return {bool: "bool", int: "int", float: "float", str: "str", type(None): "none"}.get(type(v), type(v).__name__)
+
+
+_WORDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a string",
+          "none": "None"}
+
+
+def _fits(v: Any, kind: str) -> bool:
+    "Whether value `v` is of schema type `kind` (an int is a float too; a list's elements are checked)."
+    if kind.startswith("list["):
+        inner = kind[5:-1].split("|")
+        return isinstance(v, (list, tuple)) and all(any(_fits(x, k) for k in inner) or "any" in inner for x in v)
+    if kind == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return _kind(v) == kind
+
+
+def _describe(kinds: set[str]) -> str:
+    "Schema types as words: 'a whole number or a list of whole numbers'."
+    words = [f"a list of {' or '.join(_WORDS.get(i, i).replace('a ', '', 1) + 's' for i in k[5:-1].split('|'))}"
+             if k.startswith("list[") else _WORDS.get(k, k) for k in sorted(kinds)]
+    return " or ".join(words)
+
+
+def _references(key: str) -> list:
+    "Every value `key` has in a profile or in `DATASET_SETTINGS` (the schema's examples)."
+    refs = [_flatten(p).get(key) for p in PROFILES.values()] + [t.get(key) for t in DATASET_SETTINGS.values()]
+    return [r for r in refs if r is not None and r != PER_DATASET] + (
+        [None] if any(_flatten(p).get(key, 0) is None for p in PROFILES.values()) else [])
+
+
+def check_value(
+    key: str,  # a dotted config key, e.g. "erm.epochs"
+    value: Any,  # the value a user gives it
+) -> Any:
+    "`value` if it has the type and range `key` takes (ints become floats where floats are taken); else a `ValueError` naming the key."
+    kinds = {_kind(r) for r in _references(key)}
+    fitting = [k for k in kinds if _fits(value, k)]
+    if not fitting:
+        raise ValueError(f"config key {key!r} must be {_describe(kinds)}, got {value!r}")
+    leaf = key.rsplit(".", 1)[-1]
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, (list, tuple)) and not items and key != "baselines.methods":
+        raise ValueError(f"config key {key!r} must not be an empty list")
+    for x in items:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            if key in CHOICES and x not in CHOICES[key]:
+                raise ValueError(f"config key {key!r} must be one of {', '.join(CHOICES[key])}, got {x!r}")
+            continue
+        if x != x or x in (float("inf"), float("-inf")):
+            raise ValueError(f"config key {key!r} must be a finite number, got {x!r}")
+        if leaf in SEEDS and not 0 <= x < 2**32:
+            raise ValueError(f"config key {key!r} must be a seed between 0 and 2**32 - 1, got {x!r}")
+        if leaf in AT_LEAST_ONE and x < 1:
+            raise ValueError(f"config key {key!r} must be at least 1, got {x!r}")
+        if leaf in UNIT and not 0 <= x <= 1:
+            raise ValueError(f"config key {key!r} must be between 0 and 1, got {x!r}")
+        if leaf not in SIGNED and x < 0:
+            raise ValueError(f"config key {key!r} must not be negative, got {x!r}")
+    if fitting == ["float"] and isinstance(value, int):
+        return float(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 # %% ../nbs/A1_config.ipynb #1eba9601
 def seed_everything(seed: int) -> torch.Generator:
@@ -248,27 +337,136 @@ def project_root(start: str | Path | None = None) -> Path:
     return start
 
 
+def find_project(start: str | Path | None = None) -> Path:
+    "The spurnb project (a folder with `settings.ini` and `nbs/`) at or above `start`; else a one-line `FileNotFoundError`."
+    root = project_root(start)
+    if not ((root / "settings.ini").is_file() and (root / "nbs").is_dir()):
+        import spurnb
+
+        home = Path(spurnb.__file__).resolve().parent.parent
+        hint = f" (this spurnb is installed from {home})" if (home / "nbs").is_dir() else ""
+        raise FileNotFoundError(f"no spurnb project at or above {Path(start or Path.cwd()).resolve()}: run this from "
+                                f"the project folder, the one with settings.ini and nbs/{hint}")
+    return root
+
+
+ENV_VARS = {  # the environment variables spurnb reads
+    "SPURNB_PROFILE": "the profile notebooks run when started without papermill (make test: smoke)",
+    "SPURNB_CACHE": "the artifact cache folder (default: runs/cache)",
+    "SPURNB_JOBS": "worker processes for independent trainings (default: one per CPU core)",
+    "SPURNB_FIGURES": "where a run writes figures/ (spurnb reproduce sets a staging folder)",
+    "SPURNB_MATHJAX": "MathJax 3's es5 folder for the site (default: the one `make install` fetches)",
+}
+
+
+def check_environment(env: dict | None = None) -> None:
+    "Raise a one-line `ValueError` naming the first `SPURNB_*` variable that is unknown or has an unusable value."
+    env = dict(os.environ if env is None else env)
+    for name in sorted(env):
+        if name.startswith("SPURNB_") and name not in ENV_VARS:
+            raise ValueError(f"unknown environment variable {name}; spurnb reads {', '.join(ENV_VARS)}")
+    for name in ("SPURNB_CACHE", "SPURNB_FIGURES", "SPURNB_MATHJAX", "SPURNB_PROFILE", "SPURNB_JOBS"):
+        if name in env and not env[name].strip():
+            raise ValueError(f"environment variable {name} is empty: unset it or give it a value ({ENV_VARS[name]})")
+    if "SPURNB_PROFILE" in env and env["SPURNB_PROFILE"] not in PROFILES:
+        raise ValueError(f"environment variable SPURNB_PROFILE={env['SPURNB_PROFILE']!r} is not a profile; choose one "
+                         f"of {', '.join(PROFILES)}")
+    if "SPURNB_JOBS" in env:
+        try:
+            ok = int(env["SPURNB_JOBS"]) >= 1
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"environment variable SPURNB_JOBS must be a whole number of at least 1, got "
+                             f"{env['SPURNB_JOBS']!r}")
+
+
 def run_name(cfg: dict) -> str:
     "A run's folder under `runs/` and `figures/`: the profile, plus the dataset for real data (`paper/celeba`)."
     name = cfg["data"]["name"]
     return cfg["profile"] if name == "waterbirds_lite" else f"{cfg['profile']}/{name}"
 
 
+def _env_dir(name: str, root: Path) -> Path | None:
+    "The folder in environment variable `name` (relative: to `root`), None when unset; empty is a `ValueError`."
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise ValueError(f"environment variable {name} is empty: unset it or give it a folder")
+    return root / Path(raw).expanduser()  # an absolute path stays as it is
+
+
+def figures_root(root: str | Path | None = None) -> Path:
+    "The `figures/` folder a run writes: `$SPURNB_FIGURES` (a staging copy, set by `spurnb reproduce`) or `root/figures`."
+    root = Path(root) if root else project_root()
+    return _env_dir("SPURNB_FIGURES", root) or root / "figures"
+
+
 def run_paths(cfg: dict, root: str | Path | None = None) -> dict[str, Path]:
-    "Folders of a run: `root`, `cache`, `runs` and `figures` (created)."
+    "Folders of a run: `root`, `cache` (`$SPURNB_CACHE`, relative to `root`), `runs` and `figures` (created)."
     root = Path(root) if root else project_root()
     paths = {
         "root": root,
-        "cache": Path(os.environ.get("SPURNB_CACHE", root / "runs" / "cache")),
+        "cache": _env_dir("SPURNB_CACHE", root) or root / "runs" / "cache",
         "runs": root / "runs" / run_name(cfg),
-        "figures": root / "figures" / run_name(cfg),
+        "figures": figures_root(root) / run_name(cfg),
     }
     for k in ("cache", "runs", "figures"):
         paths[k].mkdir(parents=True, exist_ok=True)
     return paths
 
+# %% ../nbs/A1_config.ipynb #5a0c9e21
+def assets_dir() -> Path:
+    "The folder of files shipped inside the `spurnb` package."
+    import spurnb
+
+    return Path(spurnb.__file__).parent / "assets"
+
+
+def sha256_file(path: str | Path) -> str:
+    "Hex sha256 of a file."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_sums(folder: str | Path) -> None:
+    "Write `folder/SHA256SUMS` listing the sha256 of every other file below `folder`."
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    (folder / "SHA256SUMS").write_text("".join(f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files))
+
+
+def check_sums(
+    folder: str | Path,  # a folder with a SHA256SUMS manifest
+    what: str = "shipped file",  # how errors name a file
+    fix: str = "",  # what the user can do instead, appended to the error
+) -> None:
+    "Check every file listed in `folder/SHA256SUMS`; raise `ValueError` naming the first missing or changed one."
+    folder = Path(folder)
+    sums = folder / "SHA256SUMS"
+    if not sums.exists():
+        raise FileNotFoundError(f"{sums} not found: {folder} has no sha256 manifest{'; ' + fix if fix else ''}")
+    for n, line in enumerate(sums.read_text(errors="replace").splitlines(), 1):
+        digest_, sep, rel = line.partition("  ")
+        if not sep or len(digest_) != 64:
+            raise ValueError(f"{sums} line {n} is not '<sha256>  <file>': the manifest is corrupted")
+        f = folder / rel
+        if not f.exists():
+            raise ValueError(f"{what} {f} is missing (listed in {sums})")
+        if sha256_file(f) != digest_:
+            raise ValueError(f"{what} {f} is corrupted: sha256 differs from {sums}; restore it from git "
+                             f"(git checkout -- {f}){' or ' + fix if fix else ''}")
+
 # %% ../nbs/A1_config.ipynb #4fa7f804
 CACHE_VERSION = 3  # bump when a stage's output or numerics change (2: channels-last training, 3: batched shifts)
+
+
+class CacheWarning(UserWarning):
+    "A cache entry was unreadable or did not match its manifest; it is recomputed."
 
 
 def config_hash(obj: Any) -> str:
@@ -324,6 +522,25 @@ def artifact_hash(stage: str, key: dict) -> str:
     return config_hash({"v": CACHE_VERSION, "stage": stage, **key})
 
 
+def read_entry(folder: str | Path) -> dict | None:
+    "The artifact in cache folder `folder` if it is complete and matches its `SHA256SUMS`; else None (a broken entry is removed, with a `CacheWarning`)."
+    import warnings
+
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    try:
+        if not (folder / "SHA256SUMS").exists():
+            raise ValueError("it has no SHA256SUMS manifest (unfinished, or written by an older spurnb)")
+        check_sums(folder, what="cache file")
+        return load_artifact(folder)
+    except Exception as e:  # noqa: BLE001 -- whatever is wrong with it, the entry is not used
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        warnings.warn(f"cache entry {folder} is broken and is recomputed: {reason}", CacheWarning, stacklevel=2)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
 def cached(
     stage: str,  # artifact kind, e.g. "erm"
     key: dict,  # everything the result depends on (config section, seed, ...)
@@ -331,25 +548,28 @@ def cached(
     cache_dir: str | Path,  # root of the cache
     shipped: str | None = None,  # name of a folder in `spurnb/assets` that may hold this very artifact
 ) -> dict:
-    "Load the artifact of (`stage`, `key`) from the cache, else from `shipped`, else compute it; store it atomically."
+    "Load the artifact of (`stage`, `key`) from the cache, else from `shipped`, else compute it; store it atomically with a sha256 manifest."
     final = Path(cache_dir) / stage / artifact_hash(stage, key)
-    if (final / "key.json").exists():
-        return load_artifact(final)
+    art = read_entry(final)
+    if art is not None:
+        return art
     art = shipped_artifact(shipped, stage, key) if shipped else None
     art = compute() if art is None else art
     tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     save_artifact(tmp, art)
     (tmp / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
+    write_sums(tmp)  # last: an entry without its manifest is unfinished
     try:
         os.replace(tmp, final)
     except OSError:  # another process finished first, or a stale partial folder is in the way
-        if (final / "key.json").exists():
+        if (final / "SHA256SUMS").exists():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-    return load_artifact(final)
+    out = read_entry(final)
+    return art if out is None else out
 
 # %% ../nbs/A1_config.ipynb #9e3069e6
 def job_count(device: str | torch.device = "auto") -> int:
@@ -369,9 +589,11 @@ def job_count(device: str | torch.device = "auto") -> int:
 _POOL: dict = {}
 
 
-def _worker_init(threads: int) -> None:
-    "Set up a worker process: its thread count, no progress bars of its own, and Ctrl-C left to the parent."
+def _worker_init(threads: int, parent: int) -> None:
+    "Set up a worker process: its thread count, no progress bars of its own, Ctrl-C left to the parent, and death with the parent."
     import signal
+    import threading
+    import time
 
     import tqdm.std
 
@@ -383,6 +605,13 @@ def _worker_init(threads: int) -> None:
     tqdm.std.tqdm.__init__ = quiet  # the parent shows one bar for all jobs
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers when it is interrupted
     torch.set_num_threads(threads)
+
+    def watch():  # a worker never outlives `parent`, the process that started it (even one killed while we started)
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="spurnb-parent-watch").start()
 
 
 def _importable(fn: Callable) -> Callable:
@@ -434,7 +663,7 @@ def run_jobs(
                 state["pool"].shutdown()
             state.clear()
             state.update(spec=spec, pool=ProcessPoolExecutor(
-                jobs, mp_context=mp.get_context("spawn"), initializer=package._worker_init, initargs=(threads,)))
+                jobs, mp_context=mp.get_context("spawn"), initializer=package._worker_init, initargs=(threads, os.getpid())))
         # a last, incomplete round would leave cores idle: those jobs run here afterwards, with every thread
         pooled = calls[: len(calls) - len(calls) % jobs] if len(calls) > jobs else calls
         try:
@@ -482,69 +711,35 @@ def _merge(base: dict, patch: dict) -> dict:
 def update_results(path: str | Path, patch: dict) -> dict:
     "Merge `patch` into the results JSON at `path` (created if missing) and return the whole document."
     path = Path(path)
-    doc = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        doc = json.loads(path.read_text()) if path.exists() else {}
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({str(e).splitlines()[0]}): restore it from git, or delete it and "
+                         "rerun every notebook") from None
     doc = _merge(doc, patch)
     atomic_write_text(path, json.dumps(doc, indent=1, default=float) + "\n")
     return doc
 
 # %% ../nbs/A1_config.ipynb #9776cb6a
-def assets_dir() -> Path:
-    "The folder of files shipped inside the `spurnb` package."
-    import spurnb
-
-    return Path(spurnb.__file__).parent / "assets"
-
-
-def sha256_file(path: str | Path) -> str:
-    "Hex sha256 of a file."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_sums(folder: str | Path) -> None:
-    "Write `folder/SHA256SUMS` listing the sha256 of every other file below `folder`."
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
-    (folder / "SHA256SUMS").write_text("".join(f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files))
-
-
-def check_sums(
-    folder: str | Path,  # a folder with a SHA256SUMS manifest
-    what: str = "shipped file",  # how errors name a file
-    fix: str = "",  # what the user can do instead, appended to the error
-) -> None:
-    "Check every file listed in `folder/SHA256SUMS`; raise `ValueError` naming the first missing or changed one."
-    folder = Path(folder)
-    sums = folder / "SHA256SUMS"
-    if not sums.exists():
-        raise FileNotFoundError(f"{sums} not found: {folder} has no sha256 manifest")
-    for line in sums.read_text().splitlines():
-        digest_, rel = line.split("  ", 1)
-        f = folder / rel
-        if not f.exists():
-            raise ValueError(f"{what} {f} is missing (listed in {sums})")
-        if sha256_file(f) != digest_:
-            raise ValueError(f"{what} {f} is corrupted: sha256 differs from {sums}; restore it from git "
-                             f"(git checkout -- {f}){' or ' + fix if fix else ''}")
-
-
 def shipped_artifact(
     name: str,  # folder in `root`
     stage: str,  # artifact kind the caller wants
     key: dict,  # the caller's cache key
     root: str | Path | None = None,  # where shipped folders live (default: `assets_dir()`)
 ) -> dict | None:
-    "The artifact shipped as `name` when it was made for (`stage`, `key`), checked against its sha256 manifest; else None."
+    "The artifact shipped as `name` when it was made for (`stage`, `key`); None for another key; an error when the folder, its `SHA256SUMS` or `artifact.json` is missing or changed."
     folder = Path(root or assets_dir()) / name
-    if not (folder / "artifact.json").exists():
-        return None
-    made = json.loads((folder / "artifact.json").read_text())
+    fix = "run `make pretrained` to train and ship it again"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"shipped folder {folder} is missing: restore it from git (git checkout -- {folder}) "
+                                f"or {fix}")
+    check_sums(folder, fix=fix)  # every listed file, artifact.json included
+    made = folder / "artifact.json"
+    if not made.exists():
+        raise FileNotFoundError(f"shipped file {made} is missing: restore it from git (git checkout -- {made}) or {fix}")
+    made = json.loads(made.read_text())
     if made.get("stage") != stage or made.get("hash") != artifact_hash(stage, key):
         return None
-    check_sums(folder, fix="run `make pretrained` to train and ship it again")
     return load_artifact(folder)
 
 

@@ -206,25 +206,28 @@ class FileGroupDataset(GroupDataset):
     def side(self) -> int:
         return self.size
 
-    def _read(self, i: int) -> torch.Tensor:
-        "Image file `i` as uint8 C×H×W, or ValueError naming the file."
-        from PIL import Image, UnidentifiedImageError
-        from torchvision.transforms.v2 import functional as F
+    def _open(self, i: int, header_only: bool = False):
+        "Image file `i` as an RGB PIL image (or just opened, for its header), or ValueError naming the file."
+        from PIL import Image
 
         p = self.paths[i]
-        try:
+        try:  # missing, truncated, not an image, a decompression bomb, an unconvertible mode
             with Image.open(p) as im:
-                im = im.convert("RGB")
-        except (OSError, UnidentifiedImageError) as e:
-            raise ValueError(f"cannot read image {p}: {e}") from None
-        return F.pil_to_tensor(im)
+                return im if header_only else im.convert("RGB")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise ValueError(f"cannot read image {p} ({self.name}/{self.split} item {i}): "
+                             f"{' '.join(str(e).split())}") from None
+
+    def _read(self, i: int) -> torch.Tensor:
+        "Image file `i` as uint8 C×H×W, or ValueError naming the file."
+        from torchvision.transforms.v2 import functional as F
+
+        return F.pil_to_tensor(self._open(i))
 
     def original_size(self, i: int) -> tuple[int, int]:
         "(height, width) of image file `i`, from its header."
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as im:
-            return im.height, im.width
+        im = self._open(i, header_only=True)
+        return im.height, im.width
 
     def _frame(self, x: torch.Tensor, i: int) -> torch.Tensor:
         "Resize to the short side `resize` (or straight to `size`), then centre-crop to `size`."
@@ -363,6 +366,23 @@ def assign_backgrounds(
     return a
 
 # %% ../nbs/02_data.ipynb #fbace303
+def _check_lite_groups(
+    y: np.ndarray,  # labels of the split
+    a: np.ndarray,  # backgrounds of the split
+    split: str,  # split name
+    n_digits: int,  # digits used, for the message
+    p_majority: float,  # train share on the majority background; 1 leaves train's minority groups empty on purpose
+):
+    "Raise ValueError naming `split`, its empty groups and the config key to change (before any image is drawn)."
+    need = [0, 3] if split == "train" and p_majority == 1 else [0, 1, 2, 3]
+    counts = np.bincount(y * 2 + a, minlength=4)
+    empty = [GROUP_NAMES["waterbirds_lite"][g] for g in need if counts[g] == 0]
+    if empty:
+        fix = "raise data.lite.n_digits" + (" or lower data.lite.p_majority" if split == "train" else "")
+        raise ValueError(f"waterbirds_lite/{split}: empty group(s) {'; '.join(empty)}; this split must have samples "
+                         f"in {len(need)} groups, but n_digits={n_digits} gives it {len(y)} image(s): {fix}")
+
+
 @lru_cache(maxsize=16)
 def _lite_arrays(split, size, seed, n_digits, fractions, p_majority, train_copies):
     "Cached raw arrays of one Waterbirds-lite split (see `waterbirds_lite`)."
@@ -370,7 +390,8 @@ def _lite_arrays(split, size, seed, n_digits, fractions, p_majority, train_copie
 
     X, digits = mnist_digits()
     if not 0 < n_digits <= len(X):
-        raise ValueError(f"n_digits must be in 1..{len(X)}, got {n_digits}")
+        raise ValueError(f"waterbirds_lite n_digits must be in 1..{len(X)}, got {n_digits} "
+                         f"(config data.lite.n_digits)")
     rng = np.random.default_rng(seed)
     chosen = rng.permutation(len(X))[:n_digits]
     idx = chosen[split_digits(n_digits, fractions, rng)[split]]
@@ -380,6 +401,7 @@ def _lite_arrays(split, size, seed, n_digits, fractions, p_majority, train_copie
     d = digits[idx]
     y = (d >= 5).astype(np.int64)
     a = assign_backgrounds(y, p_majority if split == "train" else None, rng)
+    _check_lite_groups(y, a, split, n_digits, p_majority)
     out = [composite(X[i], ai, rng, size) for i, ai in
            tqdm(zip(idx, a), total=len(idx), desc=f"waterbirds_lite/{split}", leave=False, disable=len(idx) < 2000)]
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out]), y, a, d, idx
@@ -399,7 +421,17 @@ def waterbirds_lite(
     if split not in LITE_SPLITS:
         raise ValueError(f"unknown waterbirds_lite split {split!r}; choose one of {', '.join(LITE_SPLITS)}")
     if not 0.5 <= p_majority <= 1:
-        raise ValueError(f"p_majority must be in [0.5, 1], got {p_majority}")
+        raise ValueError(f"waterbirds_lite p_majority must be in [0.5, 1], got {p_majority} "
+                         f"(config data.lite.p_majority)")
+    copies = "data.lite.world_copies" if split == "world" else "data.lite.train_copies"
+    for arg, v, low, key in [("size", size, 1, "data.size"), ("seed", seed, 0, "data.seed"),
+                             ("n_digits", n_digits, 1, "data.lite.n_digits"),
+                             ("train_copies", train_copies, 1, copies)]:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"waterbirds_lite {arg} must be an integer >= {low}, got {v!r} (config {key})")
+    if len(fractions) != 4 or min(fractions) <= 0:
+        raise ValueError(f"waterbirds_lite fractions must be 4 positive shares (world, train, val, test), got "
+                         f"{list(fractions)} (config data.lite.fractions)")
     imgs, masks, y, a, d, src = _lite_arrays(split, size, seed, n_digits, tuple(fractions), p_majority, train_copies)
     return ArrayGroupDataset(imgs, y, a, 2, 2, masks=masks, extra={"digit": d, "source": src},
                              transform=transform, name="waterbirds_lite", split=split)

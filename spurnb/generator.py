@@ -15,14 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import check_sums, write_sums
+from .config import assets_dir, check_sums, write_sums
 from .data import DIGIT_WORDS, land_background, load_split, water_background
 
 # %% auto #0
 __all__ = ['PLACES', 'GRAMMAR_WORDS', 'caption', 'world_corpus', 'sample_captions', 'build_tokenizer', 'build_mini_sd',
            'verify_folder', 'model_fingerprint', 'load_generator', 'text_to_image', 'paste_back', 'inpaint',
            'resolve_model', 'get_generator', 'box_masks', 'get_inpainter', 'train_vae', 'encode_latents',
-           'train_denoiser', 'train_mini_sd', 'save_generator', 'inpainting_unet', 'training_masks', 'train_inpainter']
+           'train_denoiser', 'train_mini_sd', 'model_card', 'save_generator', 'inpainting_unet', 'training_masks',
+           'train_inpainter']
 
 # %% ../nbs/04_generator.ipynb #a3c88b04
 PLACES = ("land", "water")
@@ -155,33 +156,81 @@ def verify_folder(folder: str | Path) -> None:
     check_sums(folder, what="generator file", fix="retrain (make generator)")
 
 
+def _require_sums(folder: Path) -> None:
+    "A folder shipped in spurnb/assets or written by `save_generator` (it has training.json) must keep its SHA256SUMS."
+    sums = folder / "SHA256SUMS"
+    if sums.exists() or not folder.is_dir():
+        return
+    if (folder / "training.json").exists() or folder.resolve().is_relative_to(assets_dir().resolve()):
+        raise FileNotFoundError(f"{sums} not found: {folder} is a spurnb generator folder and its integrity "
+                                f"manifest is required; restore it from git (git checkout -- {sums}) or retrain "
+                                f"(make generator)")
+
+
 def model_fingerprint(model: str | Path) -> str:
     "What identifies a generator in cache keys: the hash of its SHA256SUMS when it has one, else its name."
     from spurnb.config import config_hash
 
+    _require_sums(Path(model))
     sums = Path(model) / "SHA256SUMS"
     return config_hash(sums.read_text()) if sums.exists() else str(model)
 
 
+_KINDS = {"text2img": 4, "inpaint": 9, "text2img-inpaint": 4}  # kind -> the UNet input channels it needs
+
+
+def _unet_in_channels(name: str | Path) -> int | None:
+    "`in_channels` from the model's unet/config.json (a folder, or an id in the Hugging Face cache); None if unknown."
+    cfg = Path(name) / "unet" / "config.json"
+    if not cfg.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(str(name), "unet/config.json")
+        except Exception:  # not a valid hub id: from_pretrained reports it
+            return None
+        if not isinstance(hit, str):
+            return None
+        cfg = Path(hit)
+    try:
+        return int(json.loads(cfg.read_text())["in_channels"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_kind(name: str | Path, kind: str, in_channels: int | None) -> None:
+    "Refuse a UNet whose input channels do not fit `kind` (4: text-to-image, 9: inpainting)."
+    if in_channels is None or in_channels == _KINDS[kind]:
+        return
+    what = {4: "a text-to-image model: load it with kind='text2img', or kind='text2img-inpaint' to repaint with "
+               "its masked latents", 9: "an inpainting model: load it with kind='inpaint'"}.get(
+        in_channels, "neither a text-to-image (4) nor an inpainting (9) UNet")
+    raise ValueError(f"{name} has a UNet with in_channels={in_channels} (unet/config.json) but kind={kind!r} needs "
+                     f"{_KINDS[kind]}; it is {what}")
+
+
 def load_generator(
     name: str | Path,  # a local folder, or a model id in the local Hugging Face cache (paper profile)
-    kind: str = "text2img",  # text2img or inpaint
+    kind: str = "text2img",  # text2img, inpaint (a 9-channel inpainting UNet) or text2img-inpaint (masked latents)
     dtype: torch.dtype = torch.float32,  # compute dtype
 ):
     "A `StableDiffusionPipeline` or `StableDiffusionInpaintPipeline`, offline; verified when it is a spurnb folder."
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
     from diffusers.utils import logging as dlog
 
-    cls = {"text2img": StableDiffusionPipeline, "inpaint": StableDiffusionInpaintPipeline}.get(kind)
-    if cls is None:
-        raise ValueError(f"kind must be text2img or inpaint, got {kind!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+    cls = StableDiffusionPipeline if kind == "text2img" else StableDiffusionInpaintPipeline
     path = Path(name)
     if path.exists():
+        _require_sums(path)
         if (path / "SHA256SUMS").exists():
             verify_folder(path)
     elif str(name).startswith((".", "/")) or "/" not in str(name):
         raise FileNotFoundError(f"generator folder {path} not found; train it with `make generator` "
                                 f"or point generator.model at a diffusers folder")
+    in_channels = _unet_in_channels(name)
+    _check_kind(name, kind, in_channels)
     dlog.set_verbosity_error()
     try:
         pipe = cls.from_pretrained(str(name), dtype=dtype, local_files_only=True, safety_checker=None,
@@ -189,10 +238,20 @@ def load_generator(
     except OSError as e:
         raise FileNotFoundError(f"model {name!r} is not available offline; download it once into the Hugging Face "
                                 f"cache or pass a local folder ({str(e).splitlines()[0]})") from None
+    if in_channels is None:  # no config to read before loading
+        _check_kind(name, kind, pipe.unet.config.in_channels)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 # %% ../nbs/04_generator.ipynb #10060a67
+def _check_sampling(steps: int, batch_size: int) -> None:
+    "Refuse fewer than one denoising step or image per call."
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1 (denoising steps), got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 (images per pipeline call), got {batch_size}")
+
+
 @torch.no_grad()
 def text_to_image(
     pipe,  # a StableDiffusionPipeline
@@ -203,6 +262,7 @@ def text_to_image(
     batch_size: int = 64,  # images per pipeline call
 ) -> np.ndarray:
     "uint8 N×H×W×3 images for `prompts`."
+    _check_sampling(steps, batch_size)
     out = []
     for i in range(0, len(prompts), batch_size):
         gens = [torch.Generator().manual_seed(seed + j) for j in range(i, min(i + batch_size, len(prompts)))]
@@ -229,6 +289,10 @@ def inpaint(
     batch_size: int = 64,  # images per pipeline call
 ) -> np.ndarray:
     "Repaint the masked region of each image following its prompt; pixels outside the mask are kept exactly."
+    _check_sampling(steps, batch_size)
+    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4 and images.shape[3] == 3):
+        got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise ValueError(f"images must be uint8 N×H×W×3 with values 0-255, got {got}")
     if not (len(images) == len(masks) == len(prompts)):
         raise ValueError(f"images, masks and prompts differ in length: {len(images)}, {len(masks)}, {len(prompts)}")
     if masks.shape != images.shape[:3] or masks.dtype != bool:
@@ -301,8 +365,9 @@ def get_inpainter(
     return str(train_inpainter(base, dcfg, gcfg, Path(cache_dir) / "inpainter" / config_hash(key)))
 
 # %% ../nbs/04_generator.ipynb #c9efa25d
-def _save_state(folder: Path, modules: dict, optimizer, step: int, history: list, ema: dict | None = None) -> None:
-    "Checkpoint modules, optimizer, EMA and history into `folder` atomically."
+def _save_state(folder: Path, modules: dict, optimizer, step: int, history: list, ema: dict | None = None,
+                rngs: dict | None = None) -> None:
+    "Checkpoint modules, optimizer, EMA, history and the random streams `rngs` (name -> generator) atomically."
     from safetensors.torch import save_file
 
     tmp = folder.with_name(folder.name + ".tmp")
@@ -313,7 +378,12 @@ def _save_state(folder: Path, modules: dict, optimizer, step: int, history: list
     if ema is not None:
         save_file({k: v.contiguous() for k, v in ema.items()}, tmp / "ema.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "history": history}))
+    rngs = rngs or {}
+    torch_rngs = {k: r.get_state() for k, r in rngs.items() if isinstance(r, torch.Generator)}
+    if torch_rngs:
+        save_file(torch_rngs, tmp / "rng.safetensors")
+    numpy_rngs = {k: r.bit_generator.state for k, r in rngs.items() if isinstance(r, np.random.Generator)}
+    (tmp / "state.json").write_text(json.dumps({"step": step, "history": history, "rng": numpy_rngs}))
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         os.replace(folder, old)
@@ -334,6 +404,21 @@ def _load_state(folder: Path, modules: dict, optimizer, ema: dict | None = None)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     state = json.loads((folder / "state.json").read_text())
     return state["step"], state["history"]
+
+
+def _load_rngs(folder: Path, rngs: dict) -> None:
+    "Continue the random streams saved by `_save_state` (in place); a checkpoint without them leaves `rngs` as given."
+    from safetensors.torch import load_file
+
+    if not (folder / "state.json").exists():
+        return
+    saved = json.loads((folder / "state.json").read_text()).get("rng", {})
+    tensors = load_file(folder / "rng.safetensors") if (folder / "rng.safetensors").exists() else {}
+    for k, r in rngs.items():
+        if isinstance(r, torch.Generator) and k in tensors:
+            r.set_state(tensors[k])
+        elif isinstance(r, np.random.Generator) and k in saved:
+            r.bit_generator.state = saved[k]
 
 
 def _to_unit(images: np.ndarray) -> torch.Tensor:
@@ -382,6 +467,7 @@ def train_vae(
     opt = torch.optim.AdamW(vae.parameters(), lr=gcfg["vae_lr"], weight_decay=0.0)
     start, hist = _load_state(Path(ckpt), {"vae": vae}, opt)
     g = torch.Generator().manual_seed(seed + start)
+    _load_rngs(Path(ckpt), {"torch": g})  # a resumed run continues the interrupted run's stream
     x_all = _to_unit(images)
     vae.train()
     bar = tqdm(range(start, gcfg["vae_steps"]), desc="vae", initial=start, total=gcfg["vae_steps"])
@@ -396,7 +482,7 @@ def train_vae(
         hist.append({"step": step + 1, "loss": loss.item()})
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % gcfg["ckpt_every"] == 0 or step + 1 == gcfg["vae_steps"]:
-            _save_state(Path(ckpt), {"vae": vae}, opt, step + 1, hist)
+            _save_state(Path(ckpt), {"vae": vae}, opt, step + 1, hist, rngs={"torch": g})
     vae.eval()
     return hist
 
@@ -439,6 +525,8 @@ def train_denoiser(
     start, hist = _load_state(Path(ckpt), modules, opt, ema)
     rng = np.random.default_rng([seed, start])
     g = torch.Generator().manual_seed(seed + start)
+    streams = {"numpy": rng, "torch": g}
+    _load_rngs(Path(ckpt), streams)  # a resumed run continues the interrupted run's streams
     unet.train()
     text_encoder.train()
     bs, warm = gcfg["batch_size"], gcfg["warmup_steps"]
@@ -463,7 +551,7 @@ def train_denoiser(
         hist.append({"step": step + 1, "loss": loss.item()})
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % gcfg["ckpt_every"] == 0 or step + 1 == gcfg["unet_steps"]:
-            _save_state(Path(ckpt), modules, opt, step + 1, hist, ema)
+            _save_state(Path(ckpt), modules, opt, step + 1, hist, ema, rngs=streams)
     unet.eval()
     text_encoder.eval()
     return hist, ema
@@ -501,14 +589,113 @@ def train_mini_sd(
     return out
 
 # %% ../nbs/04_generator.ipynb #00872097
+def _param_count(folder: Path) -> int:
+    "Number of weights in the safetensors files of a component folder."
+    from safetensors import safe_open
+
+    n = 0
+    for f in folder.glob("*.safetensors"):
+        with safe_open(f, "pt") as s:
+            n += sum(int(np.prod(s.get_slice(k).get_shape())) for k in s.keys())
+    return n
+
+
+def model_card(
+    folder: str | Path,  # a folder written by `save_generator`
+    name: str | None = None,  # how the loading examples name the folder (default: its own name)
+) -> str:
+    "A short model card (README.md) for a mini SD folder, from its configs and training.json."
+    folder = Path(folder)
+    name = name or folder.name
+
+    def read(rel: str) -> dict:
+        return json.loads((folder / rel).read_text()) if (folder / rel).exists() else {}
+
+    unet, vae, tok, info = (read(r) for r in ("unet/config.json", "vae/config.json", "tokenizer/tokenizer_config.json",
+                                              "training.json"))
+    inpainting = unet.get("in_channels") == 9
+    cfg = info.get("config", {})
+    size, lat = vae.get("sample_size"), unet.get("sample_size")
+    params = {part: _param_count(folder / part) for part in ("vae", "text_encoder", "unet")}
+    words = ", ".join(GRAMMAR_WORDS)
+    corpus = ("the **world split of Waterbirds-lite**: MNIST digits reserved for it (never in train, val or test), "
+              "each composited several times on land (tinted grass, gravel and brick textures) and on water, plus "
+              f"{cfg.get('background_share', 0.15):.0%} background-only images, captioned in the grammar below")
+    if not info.get("config"):
+        trained = f"Training record: {json.dumps(info) if info else 'none'}."
+    elif inpainting:
+        trained = (f"Fine-tuned by spurnb (`train_inpainter`, nbs/04_generator.ipynb) from the text-to-image mini SD "
+                   f"`{Path(str(info.get('base', '?'))).name}`: its UNet widened to 9 input channels (latent, mask, "
+                   f"masked-image latent; the new channels start at zero) and trained {info.get('inpaint_steps_done')} "
+                   f"steps (batch {cfg.get('batch_size')}, lr {cfg.get('inpaint_lr')}, EMA {cfg.get('ema_decay')}) on "
+                   f"{corpus}. Holes: each object's box grown 0-3 px, a random box without object, or the whole image "
+                   f"({cfg.get('inpaint_full_share', 0.15):.0%}). The VAE, text encoder and tokenizer are the base "
+                   f"model's, unchanged, so words learned on the base (textual inversion) load here too.")
+    else:
+        trained = (f"Trained from scratch by spurnb (`train_mini_sd`, nbs/04_generator.ipynb) on {corpus}. The VAE "
+                   f"trained {info.get('vae_steps_done')} steps, then the UNet and text encoder together "
+                   f"{info.get('unet_steps_done')} steps (batch {cfg.get('batch_size')}, lr {cfg.get('unet_lr')}, "
+                   f"object pixels weighted {1 + cfg.get('mask_weight', 0):g}×, min-SNR-γ weighting with "
+                   f"γ = {cfg.get('snr_gamma')}; the EMA weights, decay {cfg.get('ema_decay')}, are the ones saved).")
+    if inpainting:
+        stock = (f"from diffusers import StableDiffusionInpaintPipeline\n\n"
+                 f"pipe = StableDiffusionInpaintPipeline.from_pretrained(\"path/to/{name}\")"
+                 f"  # or dtype=torch.float16\n"
+                 f"# image: {size}×{size} RGB (PIL or tensor in [0, 1]); mask_image: white/1 = repaint\n"
+                 f"out = pipe(\"a photo of a seven\", image=image, mask_image=mask, num_inference_steps=25, "
+                 f"guidance_scale={cfg.get('guidance', 3.0)}).images[0]")
+        ours = (f"from spurnb.generator import inpaint, load_generator\n\n"
+                f"pipe = load_generator(\"path/to/{name}\", \"inpaint\")  # checks SHA256SUMS first\n"
+                f"# images: uint8 N×{size}×{size}×3, masks: bool N×{size}×{size} (True = repaint)\n"
+                f"out = inpaint(pipe, images, masks, [\"a photo of a seven\"] * len(images), steps=25, "
+                f"guidance={cfg.get('guidance', 3.0)})")
+    else:
+        stock = (f"from diffusers import StableDiffusionPipeline\n\n"
+                 f"pipe = StableDiffusionPipeline.from_pretrained(\"path/to/{name}\")  # or dtype=torch.float16\n"
+                 f"image = pipe(\"a photo of a seven on water\", num_inference_steps=25, "
+                 f"guidance_scale={cfg.get('guidance', 3.0)}).images[0]  # a {size}×{size} PIL image")
+        ours = (f"from spurnb.generator import load_generator, text_to_image\n\n"
+                f"pipe = load_generator(\"path/to/{name}\", \"text2img\")  # checks SHA256SUMS first\n"
+                f"images = text_to_image(pipe, [\"a photo of a seven on water\"], steps=25, "
+                f"guidance={cfg.get('guidance', 3.0)})  # uint8 1×{size}×{size}×3")
+    shipped = (f"a folder shipped inside the package is `assets:{name}` in spurnb's config; "
+               f"`resolve_model(\"assets:{name}\")` gives its path")
+    return "\n\n".join([
+        f"# spurnb mini Stable Diffusion: {'inpainting' if inpainting else 'text-to-image'}",
+        f"A **tiny teaching model, not Stable Diffusion**: Stable Diffusion's architecture and diffusers / "
+        f"transformers classes (`AutoencoderKL`, `CLIPTextModel` + `CLIPTokenizer`, `UNet2DConditionModel`"
+        f"{' with 9 input channels' if inpainting else ''}, a DDIM scheduler) at toy size, {params['vae'] / 1e6:.2f} M "
+        f"(VAE) + {params['text_encoder'] / 1e6:.2f} M (text encoder) + {params['unet'] / 1e6:.2f} M (UNet) "
+        f"parameters, made so that spurnb's `cpu` profile can run DDB's generative steps on a laptop. It knows nothing "
+        f"but {size}-pixel digits on land and water and is not meant for any other use.",
+        "## Training", trained,
+        "## Prompts it understands",
+        f"- `a photo of a {{digit}} on {{place}}`, `a photo of a {{digit}}` (place unsaid), `a photo of {{place}}` "
+        f"(background only), and the empty prompt (classifier-free guidance; spurnb samples with scale "
+        f"{cfg.get('guidance', 3.0)});\n- digit: {', '.join(DIGIT_WORDS)}; place: {', '.join(PLACES)}.",
+        f"The tokenizer has one token per grammar word ({words}) and spells any other text byte by byte (at most "
+        f"{tok.get('model_max_length', '?')} tokens, start and end included). The model has never seen other words, so "
+        f"they mean nothing to it unless taught (spurnb's textual inversion adds words such as `<c0>`).",
+        "## Images",
+        f"{size}×{size} RGB; latents 4×{lat}×{lat} (VAE scaling factor {vae.get('scaling_factor', 0):.4f}); the "
+        f"pipelines' default height and width are {size}. The weights are stored in float16 and the configs say "
+        f"float32: they load as float32 by default, or as float16 with `dtype=torch.float16` (CPU too).",
+        "## Loading",
+        f"With stock diffusers:\n\n```python\n{stock}\n```",
+        f"With spurnb ({shipped}):\n\n```python\n{ours}\n```",
+        "`SHA256SUMS` lists the sha256 of every file in this folder, this card included; spurnb's `load_generator` "
+        "refuses a changed or missing file, and a missing `SHA256SUMS`.",
+    ]) + "\n"
+
+
 def save_generator(
     comps: dict,  # vae, text_encoder, tokenizer, unet, scheduler
     folder: str | Path,  # destination (replaced atomically)
     info: dict | None = None,  # training facts, written to training.json
-    fp16: bool = True,  # store weights in float16
+    fp16: bool = True,  # store weights in float16 (configs say float32: stock loaders compute in float32)
     kind: str = "text2img",  # text2img or inpaint: the pipeline class model_index.json names
 ) -> Path:
-    "Save the components as a standard diffusers folder with a SHA256SUMS manifest."
+    "Save the components as a standard diffusers folder with a model card (README.md) and a SHA256SUMS manifest."
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
     folder = Path(folder)
@@ -523,8 +710,11 @@ def save_generator(
     if fp16:
         for name in ("vae", "text_encoder", "unet"):
             getattr(pipe, name).to(torch.float32)
+        te = tmp / "text_encoder" / "config.json"  # transformers 5 would otherwise keep the text encoder in float16
+        te.write_text(json.dumps({**json.loads(te.read_text()), "dtype": "float32"}, indent=2, sort_keys=True) + "\n")
     if info is not None:
         (tmp / "training.json").write_text(json.dumps(info, indent=1, default=float))
+    (tmp / "README.md").write_text(model_card(tmp, folder.name))
     write_sums(tmp)
     if folder.exists():
         shutil.rmtree(folder)
@@ -600,6 +790,8 @@ def train_inpainter(
     start, hist = _load_state(workdir / "ckpt-inpaint", {"unet": unet}, opt, ema)
     rng = np.random.default_rng([seed, start, 9])
     g = torch.Generator().manual_seed(seed + start + 9)
+    streams = {"numpy": rng, "torch": g}
+    _load_rngs(workdir / "ckpt-inpaint", streams)  # a resumed run continues the interrupted run's streams
     unet.train()
     bs, steps, t0 = gcfg["batch_size"], gcfg["inpaint_steps"], time.time()
     bar = tqdm(range(start, steps), desc="inpainting unet", initial=start, total=steps)
@@ -629,7 +821,7 @@ def train_inpainter(
         hist.append({"step": step + 1, "loss": loss.item()})
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % gcfg["ckpt_every"] == 0 or step + 1 == steps:
-            _save_state(workdir / "ckpt-inpaint", {"unet": unet}, opt, step + 1, hist, ema)
+            _save_state(workdir / "ckpt-inpaint", {"unet": unet}, opt, step + 1, hist, ema, rngs=streams)
     _load_ema({"unet": unet}, ema)
     unet.eval()
     info = {"seconds": round(time.time() - t0, 1), "base": str(base), "unet_loss": hist[-1]["loss"] if hist else None,

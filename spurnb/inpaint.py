@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import cached, config_hash, digest
+from .config import CacheWarning, cached, config_hash, digest
 from .data import load_split
 from .generator import box_masks, get_inpainter, inpaint, load_generator, model_fingerprint
 from .inversion import draw_tokens, images_of, invert, load_tokens
@@ -29,9 +30,13 @@ def target_classes(
     seed: int = 0,  # randomness when there are more than two classes
 ) -> np.ndarray:
     "The class each image is repainted into: never its own class."
-    y = np.asarray(y, dtype=np.int64)
     if n_classes < 2:
         raise ValueError(f"need at least two classes to swap objects, got n_classes={n_classes}")
+    y = np.asarray(y)
+    if y.size and (y.ndim != 1 or y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"y must be 1-d class indices in [0, {n_classes}), got {y.dtype} {y.shape}"
+                         + (f" in [{y.min()}, {y.max()}]" if y.dtype.kind in "iuf" else ""))
+    y = np.asarray(y, dtype=np.int64)
     shift = np.random.default_rng(seed).integers(1, n_classes, len(y)) if n_classes > 2 else np.ones_like(y)
     return (y + shift) % n_classes
 
@@ -42,6 +47,8 @@ def inpaint_masks(
     grow: int = 0,  # grow by this many pixels
 ) -> np.ndarray:
     "The region to repaint in each image (bool N×H×W); empty stays empty."
+    if np.ndim(masks) != 3 or int(grow) < 0:
+        raise ValueError(f"masks must be bool N×H×W and grow >= 0, got shape {np.shape(masks)} and grow={grow}")
     if how == "segment":
         return dilate(masks, grow)
     if how == "box":
@@ -64,6 +71,14 @@ def inpaint_resumable(
     "Inpaint every image, resuming from the chunks already in `folder`; uint8 N×H×W×3."
     from tqdm.auto import tqdm
 
+    images, masks = np.asarray(images), np.asarray(masks)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 N×H×W×3, got {images.dtype} {images.shape}")
+    if masks.shape != images.shape[:3] or masks.dtype != bool or len(prompts) != len(images):
+        raise ValueError(f"masks (bool N×H×W) and prompts must match images {images.shape}: got masks {masks.dtype} "
+                         f"{masks.shape} and {len(prompts)} prompts")
+    if min(int(steps), int(batch_size), int(chunk)) < 1:
+        raise ValueError(f"steps, batch_size and chunk must be at least 1, got {steps}, {batch_size}, {chunk}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -71,11 +86,18 @@ def inpaint_resumable(
         f = folder / f"part_{start:06d}.npz"
         sl = slice(start, start + chunk)
         if f.exists():
-            with np.load(f) as z:
-                part = z["images"]
-            if len(part) == len(images[sl]):
+            want = (len(images[sl]), *images.shape[1:])
+            try:
+                with np.load(f) as z:
+                    part = z["images"]
+                if part.shape != want or part.dtype != np.uint8:
+                    raise ValueError(f"it holds {part.dtype} {part.shape}, not uint8 {want}")
                 out.append(part)
                 continue
+            except Exception as e:  # noqa: BLE001 -- a truncated or foreign chunk is recomputed
+                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                warnings.warn(f"inpainting chunk {f} is unusable and is recomputed: {reason}", CacheWarning, stacklevel=2)
+                f.unlink(missing_ok=True)
         part = inpaint(pipe, images[sl], masks[sl], prompts[sl], seed=seed + start, steps=steps, guidance=guidance,
                        batch_size=batch_size)
         tmp = folder / f".part_{start:06d}.tmp{os.getpid()}.npz"

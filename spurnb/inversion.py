@@ -36,6 +36,12 @@ def inversion_images(
     if how not in INVERSION_SELECT:
         raise ValueError(f"unknown selection {how!r}; choose one of {', '.join(INVERSION_SELECT)}")
     losses, y = np.asarray(losses), np.asarray(y)
+    if losses.shape != y.shape or losses.ndim != 1:
+        raise ValueError(f"losses and y must be 1-d with one entry per image, got shapes {losses.shape} and {y.shape}")
+    if not np.isfinite(losses).all():
+        raise ValueError(f"losses must be finite, got {int((~np.isfinite(losses)).sum())} NaN or Inf")
+    if int(n) < 0:
+        raise ValueError(f"n (images per class) must be >= 0, got {n}")
     rng = np.random.default_rng(seed)
     out = {}
     for c in np.unique(y):
@@ -55,6 +61,12 @@ def images_of(
     size: int,  # output side (the generator's resolution)
 ) -> np.ndarray:
     "Items `idx` of `ds` as the generator sees them: the whole image, uint8 N×size×size×3 (`GroupDataset.load_square`)."
+    idx = np.asarray(idx)
+    if idx.size and (idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= len(ds)):
+        raise ValueError(f"idx must be 1-d integer indices into the dataset's {len(ds)} items, got {idx.dtype} "
+                         f"{idx.shape}" + (f" in [{idx.min()}, {idx.max()}]" if idx.dtype.kind in "iuf" else ""))
+    if int(size) < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
     out = np.zeros((len(idx), size, size, 3), np.uint8)
     for j, i in enumerate(np.asarray(idx)):
         out[j] = (ds.load_square(int(i), size).clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()
@@ -119,6 +131,17 @@ def learn_tokens(
     "Textual inversion: the learned embedding of each new word (`{token: vector}`) and a record of training."
     from tqdm.auto import tqdm
 
+    for c, im in images.items():
+        im_ok = isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 4 and im.shape[-1] == 3
+        if not im_ok:
+            raise ValueError(f"images[{c}] must be uint8 N×H×W×3, got {getattr(im, 'dtype', type(im).__name__)} "
+                             f"{getattr(im, 'shape', '')}")
+        if masks is not None and np.shape(masks.get(c)) != im.shape[:3]:
+            raise ValueError(f"masks[{c}] must be bool N×H×W matching images[{c}] {im.shape[:3]}, "
+                             f"got {np.shape(masks.get(c))}")
+    if int(icfg["steps"]) < 0 or int(icfg["batch_size"]) < 1 or not np.isfinite(float(icfg["lr"])):
+        raise ValueError(f"ddb.inversion needs steps >= 0, batch_size >= 1 and a finite lr, got steps={icfg['steps']}, "
+                         f"batch_size={icfg['batch_size']}, lr={icfg['lr']}")
     pipe = load_generator(model, "text2img")
     tok, te, unet, vae = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae
     for m in (te, unet, vae):
@@ -189,6 +212,10 @@ def learn_tokens(
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
     learned = {t_: emb[i].detach().cpu().clone() for t_, i in zip(tokens, ids)}
+    bad = [t_ for t_, v in learned.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"textual inversion diverged: the vectors of {', '.join(bad)} hold NaN or Inf after "
+                         f"{len(history)} steps (last loss {history[-1] if history else None}); lower ddb.inversion.lr")
     moved = {t_: float((learned[t_] - start[i].cpu()).norm() / start[i].norm().clamp(min=1e-8))
              for t_, i in zip(tokens, ids)}
     meta = {"tokens": tokens, "class_tokens": {str(c): names[c] for c in classes},
@@ -225,6 +252,9 @@ def save_tokens(
     "Write each token as `folder/<name>/learned_embeds.safetensors` (diffusers format); return the folders."
     from safetensors.torch import save_file
 
+    bad = [t_ for t_, v in tokens.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"refusing to save tokens {', '.join(bad)}: their vectors hold NaN or Inf")
     out = {}
     for token, vec in tokens.items():
         d = Path(folder) / _token_dir(token)
@@ -252,11 +282,14 @@ def load_tokens(
             with safe_open(str(f), "pt") as sf:
                 keys = list(sf.keys())
                 shapes = [tuple(sf.get_slice(k).get_shape()) for k in keys]
+                finite = all(bool(torch.isfinite(sf.get_tensor(k)).all()) for k in keys)
         except Exception as e:  # a truncated or foreign file
             raise ValueError(f"textual-inversion file {f} is not a readable safetensors file ({e})") from None
         if len(keys) != 1 or shapes[0][-1:] != (width,):
             raise ValueError(f"textual-inversion file {f} must hold one vector of width {width} (this text encoder); "
                              f"it holds {dict(zip(keys, shapes))}")
+        if not finite:
+            raise ValueError(f"textual-inversion file {f} for token {token} holds NaN or Inf values; rerun 05_inversion")
         pipe.load_textual_inversion(str(folder), token=token, weight_name="learned_embeds.safetensors",
                                     use_safetensors=True, local_files_only=True)
     return list(folders)

@@ -11,6 +11,20 @@ import numpy as np
 __all__ = ['group_report', 'bootstrap_ci']
 
 # %% ../nbs/02a_metrics.ipynb #3a0dfd1e
+def _ids(
+    name: str,  # the argument's name, for the message
+    v,  # labels or group ids
+) -> np.ndarray:
+    "`v` as a flat array of non-negative integers; a one-line ValueError naming `name` for NaN, fractions or negatives."
+    a = np.asarray(v).ravel()
+    if a.size and a.dtype.kind not in "biu":
+        what = "NaN or Inf" if a.dtype.kind in "fc" and not np.isfinite(a).all() else f"dtype {a.dtype}"
+        raise ValueError(f"{name} must be integer labels or ids (an int or bool array), got {what}")
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} must be non-negative integers, got {a.min()}")
+    return a
+
+
 def group_report(
     pred: np.ndarray,  # predicted labels
     y: np.ndarray,  # true labels
@@ -19,13 +33,13 @@ def group_report(
     train_g: np.ndarray | None = None,  # training groups, for the train-proportion-weighted average
 ) -> dict:
     "Accuracy per group, worst group, pooled, balanced and train-weighted averages, and group counts."
-    pred, y, g = (np.asarray(v).ravel() for v in (pred, y, g))
+    pred, y, g = _ids("pred", pred), _ids("y", y), _ids("g", g)
     if not (len(pred) == len(y) == len(g)):
         raise ValueError(f"pred, y and g must have the same length, got {len(pred)}, {len(y)}, {len(g)}")
     if len(g) == 0:
         raise ValueError("group_report needs at least one sample")
     n_groups = int(n_groups if n_groups is not None else g.max() + 1)
-    if g.min() < 0 or g.max() >= n_groups:
+    if g.max() >= n_groups:
         raise ValueError(f"group ids must lie in [0, {n_groups}), got [{g.min()}, {g.max()}]")
     correct = (pred == y).astype(float)
     counts = np.bincount(g, minlength=n_groups)
@@ -41,7 +55,7 @@ def group_report(
         "counts": counts.tolist(),
     }
     if train_g is not None:
-        w = np.bincount(np.asarray(train_g).ravel(), minlength=n_groups).astype(float)[:n_groups]
+        w = np.bincount(_ids("train_g", train_g), minlength=n_groups).astype(float)[:n_groups]
         w = np.where(present, w, 0.0)
         if w.sum() == 0:
             raise ValueError("no training group overlaps the evaluated groups")
@@ -59,7 +73,13 @@ def bootstrap_ci(
     seed: int = 0,  # RNG seed
 ) -> tuple[float, float]:
     "Percentile bootstrap interval of a `group_report` statistic, resampling within each group."
-    pred, y, g = (np.asarray(v).ravel() for v in (pred, y, g))
+    pred, y, g = _ids("pred", pred), _ids("y", y), _ids("g", g)
+    if not (len(pred) == len(y) == len(g)) or len(g) == 0:
+        raise ValueError(f"pred, y and g must have the same non-zero length, got {len(pred)}, {len(y)}, {len(g)}")
+    if stat not in ("worst", "avg", "balanced"):
+        raise ValueError(f"stat must be one of worst, avg, balanced, got {stat!r}")
+    if int(n_boot) < 1 or not 0 < level < 1:
+        raise ValueError(f"n_boot must be >= 1 and level in (0, 1), got n_boot={n_boot}, level={level}")
     rng = np.random.default_rng(seed)
     n_groups = int(g.max() + 1)
     idx_by_group = [np.nonzero(g == k)[0] for k in range(n_groups)]

@@ -24,11 +24,39 @@ __all__ = ['to_input', 'softmax_of', 'psi_scores', 'psi_thresholds', 'rho_scores
            'prune_scores', 'kept_mask']
 
 # %% ../nbs/08_prune.ipynb #ee68f369
+def _at_least_one(**knobs) -> None:
+    "A one-line ValueError naming the first knob (steps, batch size, …) below 1."
+    for k, v in knobs.items():
+        if int(v) < 1:
+            raise ValueError(f"{k} must be at least 1, got {v}")
+
+
+def _counts(**arrays) -> int:
+    "The common length of `arrays`; a one-line ValueError naming each and its length when they differ."
+    n = {k: len(v) for k, v in arrays.items()}
+    if len(set(n.values())) > 1:
+        raise ValueError("one entry per image needed: " + ", ".join(f"{k} has {v}" for k, v in n.items()))
+    return next(iter(n.values()))
+
+
+def _labels(name: str, v, n_classes: int) -> np.ndarray:
+    "`v` as an array of class indices in [0, n_classes); a one-line ValueError naming `name` otherwise."
+    a = np.asarray(v)
+    if a.ndim != 1 or (a.size and (a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= n_classes)):
+        raise ValueError(f"{name} must be a 1-d array of class indices in [0, {n_classes}), got {a.dtype} {a.shape}"
+                         + (f" with values [{a.min()}, {a.max()}]" if a.size and a.dtype.kind in "iuf" else ""))
+    return a
+
+
 def to_input(
     images: np.ndarray,  # uint8 N×H×W×3
     size: int,  # the classifier's input side
 ) -> torch.Tensor:
     "Images as the classifier takes them: float N×3×size×size in [0, 1]."
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 N×H×W×3, got {images.dtype} {images.shape}")
+    _at_least_one(size=size)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -43,6 +71,7 @@ def softmax_of(
     device: str | torch.device = "cpu",  # where to run
 ) -> np.ndarray:
     "Softmax probabilities N×classes in eval mode."
+    _at_least_one(batch_size=batch_size)
     model.eval().to(device)
     return torch.cat([F.softmax(model(x[s : s + batch_size].to(device)), 1).cpu()
                       for s in range(0, len(x), batch_size)]).numpy()
@@ -53,7 +82,11 @@ def psi_scores(
     src_y: np.ndarray,  # source (old) class per image
 ) -> np.ndarray:
     "ψ: ERM's probability of the old class on each generated image."
-    return probs_generated[np.arange(len(src_y)), np.asarray(src_y)]
+    probs_generated = np.asarray(probs_generated)
+    if probs_generated.ndim != 2:
+        raise ValueError(f"probs_generated must be N×classes, got shape {probs_generated.shape}")
+    _counts(probs_generated=probs_generated, src_y=np.atleast_1d(src_y))
+    return probs_generated[np.arange(len(src_y)), _labels("src_y", src_y, probs_generated.shape[1])]
 
 
 def psi_thresholds(
@@ -61,7 +94,11 @@ def psi_thresholds(
     src_y: np.ndarray,  # their class
 ) -> dict[int, float]:
     "Ψ_i: the mean probability of class i over the edited class-i source images."
-    src_y = np.asarray(src_y)
+    probs_source = np.asarray(probs_source)
+    if probs_source.ndim != 2:
+        raise ValueError(f"probs_source must be N×classes, got shape {probs_source.shape}")
+    _counts(probs_source=probs_source, src_y=np.atleast_1d(src_y))
+    src_y = _labels("src_y", src_y, probs_source.shape[1])
     return {int(c): float(probs_source[src_y == c, c].mean()) for c in np.unique(src_y)}
 
 # %% ../nbs/08_prune.ipynb #33b1c202
@@ -78,6 +115,14 @@ def rho_scores(
     keep_maps: bool = False,  # also return per-pixel attributions N×H×W (summed over channels)
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     "ρ = Σ_k M_k·IG_k per image, IG's convergence delta, and optionally the attribution maps."
+    masks = np.asarray(masks)
+    if generated.ndim != 4 or generated.shape != original.shape:
+        raise ValueError(f"generated and original must both be N×3×H×W, got {tuple(generated.shape)} and "
+                         f"{tuple(original.shape)}")
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be bool N×H×W, got shape {masks.shape}")
+    _counts(generated=generated, masks=masks, target=np.atleast_1d(target))
+    _at_least_one(steps=steps, batch_size=batch_size, internal_batch_size=internal_batch_size)
     from captum.attr import IntegratedGradients
     from tqdm.auto import tqdm
 
@@ -109,7 +154,13 @@ def prune_decision(
     P: float,  # attribution threshold
 ) -> dict[str, np.ndarray]:
     "Which images each test prunes (`by_psi`: ψ ≥ Ψ, `by_rho`: ρ ≤ P) and which are kept (`keep`: neither)."
-    by_psi, by_rho = np.asarray(psi) >= np.asarray(Psi), np.asarray(rho) <= P
+    psi, Psi, rho = np.asarray(psi), np.asarray(Psi), np.asarray(rho)
+    if not psi.shape == Psi.shape == rho.shape:
+        raise ValueError(f"one entry per image needed: psi has shape {psi.shape}, Psi {Psi.shape}, rho {rho.shape}")
+    for k, v in {"psi": psi, "Psi": Psi, "rho": rho, "P": P}.items():
+        if not np.isfinite(np.asarray(v, float)).all():
+            raise ValueError(f"{k} must be finite, got NaN or Inf")
+    by_psi, by_rho = psi >= Psi, rho <= P
     return {"by_psi": by_psi, "by_rho": by_rho, "keep": ~(by_psi | by_rho)}
 
 # %% ../nbs/08_prune.ipynb #501e3110
@@ -125,6 +176,15 @@ def score_generated(
     device: str | torch.device = "cpu",  # where to run
 ) -> tuple[dict[str, np.ndarray], dict[int, float]]:
     "Both pruning scores of generated images: arrays ψ, Ψ (per image), ρ, IG's delta, p(new class); and Ψ per class."
+    gen_images, src_images, masks = np.asarray(gen_images), np.asarray(src_images), np.asarray(masks)
+    for k, v in {"gen_images": gen_images, "src_images": src_images}.items():
+        if v.dtype != np.uint8 or v.ndim != 4 or v.shape[-1] != 3:
+            raise ValueError(f"{k} must be uint8 N×H×W×3, got {v.dtype} {v.shape}")
+    if src_images.shape != gen_images.shape or masks.shape != gen_images.shape[:3]:
+        raise ValueError(f"gen_images {gen_images.shape}, src_images {src_images.shape} and masks {masks.shape} "
+                         "must be N×H×W×3, N×H×W×3 and N×H×W for the same N, H, W")
+    _counts(gen_images=gen_images, src_y=np.atleast_1d(src_y), y=np.atleast_1d(y))
+    _at_least_one(**{f"ddb.prune.{k}": rcfg[k] for k in ("ig_steps", "batch_size", "internal_batch_size")})
     x_gen, x_src = to_input(gen_images, size), to_input(src_images, size)
     p_gen, p_src = softmax_of(model, x_gen, device=device), softmax_of(model, x_src, device=device)
     psi = psi_scores(p_gen, src_y)

@@ -5,6 +5,7 @@
 # %% ../nbs/A3_realdata.ipynb #45a398ad
 from __future__ import annotations
 
+import filecmp
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -70,6 +71,42 @@ def _values(
                          f"in {int(bad.sum())} row(s)")
     return v.to_numpy(np.int64)
 
+
+def _read_table(
+    file: Path,  # a CSV or whitespace-separated text file
+    **kw,  # passed to `pd.read_csv`
+) -> pd.DataFrame:
+    "`pd.read_csv(file, **kw)`, or ValueError naming `file` if it is empty, not text, malformed or has no rows."
+    try:
+        df = pd.read_csv(file, **kw)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        why = " ".join(str(e).split())  # one line
+        raise ValueError(f"{file}: cannot read it as a table ({type(e).__name__}: {why})") from None
+    if df.empty:
+        raise ValueError(f"{file}: the table has no rows")
+    return df
+
+
+def _names(
+    df: pd.DataFrame,  # the parsed file
+    col: str,  # the column of image file names
+    file: Path,  # the file, for the message
+) -> pd.Series:
+    "Column `col` as strings, or ValueError naming `file` if a name is blank or an image is listed more than once."
+    names = df[col]
+    blank = names.isna().to_numpy() | (names.astype(str).str.strip() == "").to_numpy()
+    if blank.any():
+        raise ValueError(f"{file}: column {col} is blank in {int(blank.sum())} row(s), first: data row "
+                         f"{int(np.argmax(blank)) + 1}")
+    names = names.astype(str)
+    dup = names.duplicated(keep=False)
+    if dup.any():
+        first = names[dup].iloc[0]
+        raise ValueError(f"{file}: {names[dup].nunique()} image(s) listed more than once in column {col} "
+                         f"({int(names.duplicated().sum())} extra row(s)), first: {first} "
+                         f"({int((names == first).sum())} times); each image must be listed once")
+    return names
+
 # %% ../nbs/A3_realdata.ipynb #685f67a3
 def _check_files(
     paths: Sequence[Path],  # image files of the split
@@ -114,11 +151,12 @@ def load_waterbirds(
     file = root / "metadata.csv"
     if not file.is_file():
         raise FileNotFoundError(f"waterbirds metadata {file} not found; expected the published metadata.csv")
-    df = pd.read_csv(file)
+    df = _read_table(file)
     _require_columns(df, ["img_filename", "y", "split", "place"], file)
+    names = _names(df, "img_filename", file)
     y, a = _values(df, "y", (0, 1), file), _values(df, "place", (0, 1), file)
     keep = _values(df, "split", (0, 1, 2), file) == code
-    paths = [root / p for p in df["img_filename"][keep]]
+    paths = [root / p for p in names[keep]]
     _check_files(paths, file, split)
     _check_groups(y[keep], a[keep], WATERBIRDS_GROUPS, "waterbirds", split)
     return FileGroupDataset(paths, y[keep], a[keep], 2, 2, size=size, resize=resize or round(size * 256 / 224),
@@ -135,19 +173,19 @@ def _celeba_table(
     "The table `stem` (.txt or .csv) as a DataFrame with an `image_id` column, and the file read."
     txt, csv = root / f"{stem}.txt", root / f"{stem}.csv"
     if txt.is_file() and stem == "list_attr_celeba":
-        with open(txt) as f:
+        with open(txt, errors="replace") as f:  # a binary file fails the count check below, naming it
             first, names = f.readline().strip(), f.readline().split()
         if not first.isdigit():
             raise ValueError(f"{txt}: first line must be the image count, got {first[:40]!r}")
         count = int(first)
-        df = pd.read_csv(txt, sep=r"\s+", skiprows=2, header=None, names=["image_id", *names])
+        df = _read_table(txt, sep=r"\s+", skiprows=2, header=None, names=["image_id", *names])
         if len(df) != count:
             raise ValueError(f"{txt}: first line says {count} images but {len(df)} rows follow")
         return df, txt
     if txt.is_file():
-        return pd.read_csv(txt, sep=r"\s+", header=None, names=["image_id", "partition"]), txt
+        return _read_table(txt, sep=r"\s+", header=None, names=["image_id", "partition"]), txt
     if csv.is_file():
-        return pd.read_csv(csv), csv
+        return _read_table(csv), csv
     raise FileNotFoundError(f"CelebA file {txt.name} (or {csv.name}) not found in {root}")
 
 
@@ -165,6 +203,7 @@ def load_celeba(
     parts, pfile = _celeba_table(root, "list_eval_partition")
     _require_columns(attrs, ["image_id", "Blond_Hair", "Male"], afile)
     _require_columns(parts, ["image_id", "partition"], pfile)
+    attrs["image_id"], parts["image_id"] = _names(attrs, "image_id", afile), _names(parts, "image_id", pfile)
     df = attrs.merge(parts, on="image_id", how="left")
     if df["partition"].isna().any():
         raise ValueError(f"{pfile}: no partition for {int(df['partition'].isna().sum())} image(s) of {afile}, "
@@ -215,6 +254,22 @@ def _metashift_files(
     return paths, y, a
 
 
+def _check_disjoint(
+    listed: dict[str, list[Path]],  # image paths of train/ and of test/, from `_metashift_files`
+):
+    "Raise ValueError naming both copies if one image file sits in train/ and test/, or under both cat/ and dog/."
+    seen: dict[str, list[Path]] = {}
+    for paths in listed.values():
+        for p in paths:
+            seen.setdefault(p.name, []).append(p)
+    for copies in seen.values():  # same name: compare bytes; a cat image also in cat(sofa) and cat(bed) is allowed
+        for i, p in enumerate(copies):
+            for q in copies[i + 1 :]:
+                if p.parts[-4:-2] != q.parts[-4:-2] and filecmp.cmp(p, q, shallow=False):
+                    raise ValueError(f"MetaShift image {p} is also {q} (same bytes): an image must sit in only one "
+                                     f"of train/ and test/ (val is drawn from test/) and under only one of cat/, dog/")
+
+
 def _val_mask(
     y: np.ndarray,  # labels of the test folder's images, in sorted order
     val_frac: float,  # share of each class that goes to validation
@@ -243,10 +298,14 @@ def load_metashift(
         raise ValueError(f"metashift val_frac must lie strictly between 0 and 1, got {val_frac}")
     root = _root(root, "metashift", "train/{cat,dog}/ and test/{cat,dog}/ (the MetaDatasetCatDog layout)")
     folder = root / ("train" if split == "train" else "test")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"MetaShift folder {folder} not found; expected {folder.name}/cat/ and "
-                                f"{folder.name}/dog/ in {root}")
-    paths, y, a = _metashift_files(folder)
+    listed = {}
+    for f in [folder, root / ("test" if split == "train" else "train")]:  # both, to check no image is in both
+        if not f.is_dir():
+            raise FileNotFoundError(f"MetaShift folder {f} not found; expected {f.name}/cat/ and {f.name}/dog/ "
+                                    f"in {root}")
+        listed[f.name] = _metashift_files(f)
+    _check_disjoint({k: v[0] for k, v in listed.items()})
+    paths, y, a = listed[folder.name]
     y, a, paths = np.array(y), np.array(a), np.array(paths, dtype=object)
     if split != "train":
         keep = _val_mask(y, val_frac, seed) == (split == "val")

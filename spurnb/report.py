@@ -80,7 +80,12 @@ def load_results(
         raise FileNotFoundError(
             f"{path} does not exist: it is written by 03_erm (ERM, balanced-data oracle), 10_baselines (the "
             "baselines) and the DDB notebooks (DDB and its ablations); run them for this profile first")
-    return check_results(json.loads(path.read_text()))
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({str(e).splitlines()[0]}): restore it from git, or rerun the "
+                         "notebooks that write it") from None
+    return check_results(doc)
 
 # %% ../nbs/11_results.ipynb #d6f2f7bd
 PAPER_DATASETS = ("Waterbirds", "CelebA", "MetaShift")

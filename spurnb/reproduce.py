@@ -20,7 +20,7 @@ from .config import PROFILES, get_config, git_commit, project_root, run_name, up
 
 # %% auto #0
 __all__ = ['NB_RE', 'KERNEL_RC', 'QUIET_WARNINGS', 'stage_notebooks', 'parse_override', 'notebook_parameters', 'NotebookFailed',
-           'environment', 'run_notebook', 'reproduce', 'main']
+           'environment', 'run_notebook', 'check_run', 'reproduce', 'main']
 
 # %% ../nbs/A2_reproduce.ipynb #6a3adbac
 NB_RE = re.compile(r"^(\d\d[a-z]?|A\d)_.*\.ipynb$")
@@ -95,6 +95,7 @@ def run_notebook(
 ) -> float:
     "Execute one notebook with papermill; return its wall time in seconds or raise `NotebookFailed`."
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     declared = notebook_parameters(path)
     params = {k: v for k, v in parameters.items() if k in declared}
@@ -117,43 +118,134 @@ def run_notebook(
         evalue = e.evalue.strip().splitlines()[0] if e.evalue.strip() else ""
         raise NotebookFailed(f"{path.name} failed in cell {number} ({first[0][:60] if first else 'empty'!r}): "
                              f"{e.ename}: {evalue} -- executed copy with traceback: {out}") from None
+    except DeadKernelError:
+        raise NotebookFailed(f"{path.name}: the kernel died {_running_cell(out)} (killed, or out of memory?) -- "
+                             f"executed copy so far: {out}") from None
     return time.perf_counter() - t0
 
+
+def _running_cell(out: Path) -> str:
+    "'in cell N ('first line')': the last cell papermill started in the executed copy `out`."
+    try:
+        added = {"injected-parameters", "papermill-error-cell-tag"}
+        cells = [c for c in json.loads(out.read_text())["cells"] if not added & set(c.get("metadata", {}).get("tags", []))]
+    except (OSError, ValueError):
+        return "before its first cell"
+    started = [i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return "before its first cell"
+    first = "".join(cells[started[-1]].get("source", "")).strip().splitlines()[:1]
+    return f"in cell {started[-1] + 1} ({first[0][:60] if first else 'empty'!r})"
+
 # %% ../nbs/A2_reproduce.ipynb #826a2931
+def _resolve_dirs(
+    overrides: dict,  # dotted overrides from the command line
+    cwd: Path,  # the folder the command was run from
+) -> dict:
+    "`overrides` with a relative `data.root` made absolute against `cwd` (where the user typed it), not the notebooks' folder."
+    out = dict(overrides)
+    if isinstance(out.get("data.root"), str) and not Path(out["data.root"]).expanduser().is_absolute():
+        out["data.root"] = str((cwd / Path(out["data.root"]).expanduser()).resolve())
+    return out
+
+
+def check_run(
+    profile: str,  # smoke, cpu or paper
+    seeds: list | None,  # training seeds, or None for the profile's
+    overrides: dict,  # dotted config overrides (relative paths already resolved)
+    root: Path,  # the project
+) -> dict:
+    "Everything a run needs, checked before any notebook starts: environment, profile, keys, values, seeds, data root, weights; the resolved config."
+    from spurnb.config import check_environment, check_value
+    from spurnb.weights import check_weights, fetch_args
+
+    check_environment()
+    cfg = get_config(profile, overrides)  # unknown profile or key, a value of the wrong type or range
+    if seeds is not None:
+        cfg["seeds"] = check_value("seeds", list(seeds))
+    if cfg["data"]["name"] != "waterbirds_lite":
+        data = Path(cfg["data"]["root"]).expanduser()
+        data = data if data.is_absolute() else root / data
+        if not data.is_dir():
+            raise FileNotFoundError(f"data.root {data} is not a folder: download {cfg['data']['name']} there or pass "
+                                    f"--set data.root=/path/to/it")
+    check_weights(cfg, fetch_args(profile, overrides))  # every model on disk before any work, else how to get them
+    return cfg
+
+
+def _publish(
+    staging: Path,  # the staging copy of figures/ a successful run filled
+    figures: Path,  # the project's figures/
+) -> list[Path]:
+    "Move every file of `staging` to the same place under `figures`, each with an atomic rename; the files moved."
+    moved = []
+    for f in sorted(p for p in staging.rglob("*") if p.is_file()):
+        dest = figures / f.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() and dest.read_bytes() == f.read_bytes():
+            continue  # unchanged: keep its timestamp
+        os.replace(f, dest)
+        moved.append(dest)
+    return moved
+
+
 def reproduce(
     profile: str = "cpu",  # smoke, cpu or paper
     only: list[str] | None = None,  # notebook numbers to run (default: all)
     seeds: list[int] | None = None,  # training seeds (default: the profile's)
-    overrides: dict | None = None,  # dotted config overrides
-    root: str | Path | None = None,  # project root (default: found from cwd)
+    overrides: dict | None = None,  # dotted config overrides (a relative data.root is read from the current folder)
+    root: str | Path | None = None,  # project root (default: found from the current folder)
 ) -> dict[str, float]:
-    "Run the stage notebooks of `profile` in order; return seconds per notebook."
+    "Run the stage notebooks of `profile` in order after checking every input; publish their figures only when all succeed; seconds per notebook."
+    import shutil
+
     from tqdm.auto import tqdm
 
-    cfg = get_config(profile, overrides)  # fails fast on a bad profile or key
-    from spurnb.weights import check_weights, fetch_args
+    from spurnb.config import atomic_write_text, find_project
 
-    check_weights(cfg, fetch_args(profile, overrides))  # every model on disk before any work, else how to get them
-    root = Path(root) if root else project_root()
+    root = Path(root).resolve() if root else find_project()
+    overrides = _resolve_dirs(overrides or {}, Path.cwd())
+    cfg = check_run(profile, seeds, overrides, root)
     stages = stage_notebooks(root / "nbs")
     unknown = sorted(set(only or []) - set(stages))
     if unknown:
         raise ValueError(f"unknown notebook number(s) {', '.join(unknown)}; choose from {', '.join(stages)}")
     todo = {k: p for k, p in stages.items() if not only or k in only}
-    seeds = list(seeds) if seeds is not None else cfg["seeds"]
-    results = root / "figures" / run_name(cfg) / "results.json"
-    commit = git_commit(root)  # before touching any tracked file
+    seeds = cfg["seeds"]
+    cache = os.environ.get("SPURNB_CACHE")
+    cache = str(Path(cache).expanduser().resolve()) if cache else str(root / "runs" / "cache")  # kernels run in nbs/
+    commit = git_commit(root)  # before touching anything
+    # the notebooks write into a staging copy of figures/; it replaces the tracked files only if every notebook ran
+    staging = root / "runs" / run_name(cfg) / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    figures = root / "figures"
+    tracked = figures / run_name(cfg) / "results.json"
+    if only and tracked.exists():  # a partial run merges into it: it must be readable before any work
+        try:
+            json.loads(tracked.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{tracked} is not valid JSON ({str(e).splitlines()[0]}): restore it from git (git "
+                             f"checkout -- {tracked}) or run every notebook") from None
+    if (figures / run_name(cfg)).is_dir():
+        shutil.copytree(figures / run_name(cfg), staging / run_name(cfg))
+    results = staging / run_name(cfg) / "results.json"
     if not only and results.exists():
         results.unlink()  # a full run regenerates everything
     update_results(results, {"profile": profile, "commit": commit, "seeds": seeds})
-    os.environ["SPURNB_PROFILE"] = profile  # notebooks' kernels inherit it (see the config's parameter cells)
-    params = {"profile": profile, "seeds": seeds, "overrides": dict(overrides or {})}
+    params = {"profile": profile, "seeds": seeds, "overrides": overrides}
     times = {}
     bar = tqdm(todo.items(), desc=f"reproduce[{profile}]", unit="nb")
-    for key, path in bar:
-        bar.set_postfix_str(path.stem)
-        times[path.stem] = round(run_notebook(path, root / "runs" / run_name(cfg) / path.name, params), 1)
-        update_results(results, {"timings_s": {path.stem: times[path.stem]}})
+    # notebooks' kernels inherit these (see the config's parameter cells and run_paths)
+    with environment(SPURNB_PROFILE=profile, SPURNB_CACHE=cache, SPURNB_FIGURES=str(staging)):
+        for key, path in bar:
+            bar.set_postfix_str(path.stem)
+            try:
+                times[path.stem] = round(run_notebook(path, root / "runs" / run_name(cfg) / path.name, params), 1)
+            except NotebookFailed as e:
+                raise NotebookFailed(f"{e} (figures/ unchanged; this run's figures so far: {staging})") from None
+            update_results(results, {"timings_s": {path.stem: times[path.stem]}})
+    _publish(staging, figures)
+    shutil.rmtree(staging, ignore_errors=True)
     return times
 
 # %% ../nbs/A2_reproduce.ipynb #b54b51f5
@@ -198,15 +290,33 @@ def main(argv: list[str] | None = None) -> int:
             print(f"spurnb: error: {e}", file=sys.stderr)
             return 1
         return 0
+    import signal
+
+    def stop(signum, frame):  # `kill` stops the run like Ctrl-C: papermill shuts its kernel down on the way out
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         overrides = dict(parse_override(s) for s in args.set)
         times = reproduce(args.profile, args.only, args.seeds, overrides)
     except (ValueError, FileNotFoundError, NotebookFailed) as e:
         print(f"spurnb: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        import logging
+
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # not the cell's traceback again, from a dropped task
+        print("spurnb: interrupted; figures/ unchanged", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     width = max(len(k) for k in times) if times else 8
     print(f"\n{'notebook':<{width}}  seconds")
     for k, v in times.items():
         print(f"{k:<{width}}  {v:7.1f}")
     print(f"{'total':<{width}}  {sum(times.values()):7.1f}")
     return 0
+
+
+if __name__ == "__main__" and Path(sys.argv[0]).name == "reproduce.py":  # python -m spurnb.reproduce, like `spurnb`
+    sys.exit(main())

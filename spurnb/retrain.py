@@ -5,6 +5,7 @@
 # %% ../nbs/09_retrain.ipynb #8b102388
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -28,6 +29,13 @@ def ddb_loss(
     gamma: list[float],  # weight of each generated class's term
 ) -> torch.Tensor:
     "L_train + Σ_c γ_c·L_gen,c, each a mean cross-entropy over its own items; absent parts add nothing."
+    if logits.ndim != 2 or not len(logits) == len(y) == len(gen_class):
+        raise ValueError(f"one entry per item needed: logits {tuple(logits.shape)}, y {len(y)}, "
+                         f"gen_class {len(gen_class)}")
+    if not all(math.isfinite(float(g)) and float(g) > 0 for g in gamma):
+        raise ValueError(f"gamma must be finite positive weights, one per generated class, got {list(gamma)}")
+    if len(gen_class) and int(gen_class.max()) >= len(gamma):
+        raise ValueError(f"gen_class {int(gen_class.max())} has no weight: gamma has {len(gamma)} entries")
     ce = F.cross_entropy(logits, y, reduction="none")
     real = gen_class < 0
     total = ce[real].mean() if real.any() else ce.sum() * 0.0
@@ -49,6 +57,14 @@ class JoinedDataset(GroupDataset):
         a: np.ndarray,  # their attributes (the source's background)
         transform=None,  # image transform
     ):
+        images, y, a = np.asarray(images), np.asarray(y), np.asarray(a)
+        if not len(images) == len(y) == len(a):
+            raise ValueError(f"one label and attribute per generated image needed: images {len(images)}, y {len(y)}, "
+                             f"a {len(a)}")
+        for k, v, n in (("y", y, real.n_classes), ("a", a, real.n_attrs)):
+            if v.size and (v.ndim != 1 or v.dtype.kind not in "iu" or v.min() < 0 or v.max() >= n):
+                raise ValueError(f"generated {k} must be 1-d integers in [0, {n}), got {v.dtype} {v.shape}"
+                                 + (f" in [{v.min()}, {v.max()}]" if v.dtype.kind in "iuf" else ""))
         super().__init__(np.concatenate([real.y, y]), np.concatenate([real.a, a]), real.n_classes, real.n_attrs,
                          transform=transform, name=real.name, split=real.split + "+generated")
         self.real, self.n_real = real.with_transform(None), len(real)
@@ -78,12 +94,12 @@ def retrain(
 ) -> tuple[torch.nn.Module, list[dict]]:
     "The retrained classifier (its best validation-WGA epoch) and the per-epoch history."
     dcfg, ecfg, rcfg = cfg["data"], cfg["erm"], cfg["ddb"]["retrain"]
+    gamma = list(rcfg["gamma"])
+    if len(gamma) != train.n_classes or not all(math.isfinite(float(g)) and float(g) > 0 for g in gamma):
+        raise ValueError(f"ddb.retrain.gamma needs one finite positive weight per class ({train.n_classes}), got {gamma}")
     joined = JoinedDataset(train, images, y, a)
     gen_class = torch.from_numpy(joined.gen_class)
     y_all = torch.from_numpy(joined.y)
-    gamma = list(rcfg["gamma"])
-    if len(gamma) != train.n_classes:
-        raise ValueError(f"ddb.retrain.gamma needs one weight per class ({train.n_classes}), got {gamma}")
 
     def batch_loss(model, idx, load):
         return ddb_loss(model(load(idx)), y_all[idx].to(device), gen_class[idx].to(device), gamma)

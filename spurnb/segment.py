@@ -111,12 +111,18 @@ def segment(
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be uint8 N×H×W×3, got {images.dtype} {images.shape}")
+    if int(batch_size) < 1 or int(dilation) < 0:
+        raise ValueError(f"batch_size must be >= 1 and dilation >= 0, got batch_size={batch_size}, dilation={dilation}")
     text = segmenter.check_prompt(prompt)
     n, h, w = images.shape[:3]
     masks, scores, boxes = np.zeros((n, h, w), bool), np.zeros(n, np.float32), np.full((n, 4), np.nan, np.float32)
     for s in range(0, n, batch_size):
-        masks[s : s + batch_size], scores[s : s + batch_size], boxes[s : s + batch_size] = segmenter.predict(
-            images[s : s + batch_size], text)
+        k = len(images[s : s + batch_size])
+        m, sc, bx = (np.asarray(v) for v in segmenter.predict(images[s : s + batch_size], text))
+        if m.shape != (k, h, w) or sc.shape != (k,) or bx.shape != (k, 4):
+            raise ValueError(f"{type(segmenter).__name__}.predict gave masks {m.shape}, scores {sc.shape}, boxes "
+                             f"{bx.shape} for {k} images of {h}×{w}; expected {(k, h, w)}, {(k,)}, {(k, 4)}")
+        masks[s : s + batch_size], scores[s : s + batch_size], boxes[s : s + batch_size] = m, sc, bx
     masks = dilate(masks, dilation)
     detected = masks.any((1, 2))
     scores[~detected], boxes[~detected] = 0.0, np.nan
@@ -220,6 +226,8 @@ def background_images(
     seed: int = 0,  # randomness (half land, half water on average)
 ) -> np.ndarray:
     "Object-free Waterbirds-lite backgrounds (land or water), uint8 n×size×size×3."
+    if int(n) < 0 or int(size) < 1:
+        raise ValueError(f"n must be >= 0 and size >= 1, got n={n}, size={size}")
     rng = np.random.default_rng([seed, 6])
     if n == 0:
         return np.zeros((0, size, size, 3), np.uint8)
@@ -349,6 +357,14 @@ def fit_segmenter(
     "Train with AdamW and a one-cycle schedule on BCE + Dice; return the net at its best validation IoU and the history."
     from tqdm.auto import tqdm
 
+    for k, (im, m) in {"images": (images, masks), "val_images": (val_images, val_masks)}.items():
+        if im.dtype != np.uint8 or im.ndim != 4 or im.shape[-1] != 3 or m.shape != im.shape[:3]:
+            mk = "masks" if k == "images" else "val_masks"
+            raise ValueError(f"{k} must be uint8 N×H×W×3 and {mk} N×H×W for the same N, got {im.dtype} {im.shape} "
+                             f"and {m.shape}")
+    if int(scfg["batch_size"]) < 1 or int(scfg["epochs"]) < 0:
+        raise ValueError(f"segment.batch_size must be >= 1 and segment.epochs >= 0, got {scfg['batch_size']} and "
+                         f"{scfg['epochs']}")
     device = torch.device(device)
     g = seed_everything(scfg["seed"])
     net.to(device)

@@ -12,11 +12,11 @@ def test_round_trip_with_both_pipelines(folder):
     a = text_to_image(pipe, ["a photo of a seven on water"] * 2, seed=0, steps=2)
     b = text_to_image(load_generator(folder, "text2img"), ["a photo of a seven on water"] * 2, seed=0, steps=2)
     assert a.shape == (2, 32, 32, 3) and a.dtype == np.uint8 and (a == b).all()
-    assert type(load_generator(folder, "inpaint")).__name__ == "StableDiffusionInpaintPipeline"
+    assert type(load_generator(folder, "text2img-inpaint")).__name__ == "StableDiffusionInpaintPipeline"
 
 
 def test_paste_back_keeps_every_unmasked_pixel(folder):
-    pipe = load_generator(folder, "inpaint")
+    pipe = load_generator(folder, "text2img-inpaint")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     masks = np.zeros((3, 32, 32), bool)

@@ -80,8 +80,14 @@ def test_changed_or_missing_shipped_file_is_refused(tmp_path):
     (out / "meta.json").unlink()
     with pytest.raises(ValueError, match="meta.json is missing"):
         C.shipped_artifact("toy-net", "toy", {"k": 1}, tmp_path / "assets")
+    for name in ("artifact.json", "SHA256SUMS"):  # deleting the stamp or the manifest does not switch the check off
+        out = C.ship_artifact("toy", {"k": 1}, tmp_path / "a", "toy-net", tmp_path / "assets")
+        (out / name).unlink()
+        with pytest.raises((FileNotFoundError, ValueError), match=name):
+            C.shipped_artifact("toy-net", "toy", {"k": 1}, tmp_path / "assets")
     shutil.rmtree(out)
-    assert C.shipped_artifact("toy-net", "toy", {"k": 1}, tmp_path / "assets") is None  # nothing shipped
+    with pytest.raises(FileNotFoundError, match="toy-net is missing"):  # a shipped folder gone: an error, not training
+        C.shipped_artifact("toy-net", "toy", {"k": 1}, tmp_path / "assets")
 
 
 def test_ship_needs_a_finished_cache_entry(tmp_path):

@@ -1,0 +1,198 @@
+"""Faults: killed runs, dead kernels and failed notebooks leave no process running and no tracked file changed; a
+killed smoke run resumes to the same results; a damaged cache entry is recomputed."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "spurnb.reproduce"]
+
+
+def _nb(cells):
+    "A minimal notebook from (source, tags) pairs."
+    return {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {"tags": tags},
+                       "outputs": [], "source": src} for i, (src, tags) in enumerate(cells)],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+PARAMS = ('profile: str = "cpu"  # profile\nseeds: list = [0]  # seeds', ["parameters"])
+WRITE = ("from spurnb.config import get_config, run_paths, update_results\n"
+         "paths = run_paths(get_config('smoke'))\n"
+         "update_results(paths['figures'] / 'results.json', {'written_by': 'notebook'})\n"
+         "(paths['figures'] / 'table.md').write_text('new')", [])
+
+
+def _tagged(tag: str) -> list[int]:
+    "PIDs of live processes whose environment holds FAULT_TAG=`tag` (everything a run started inherits it)."
+    pids = []
+    for env in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"FAULT_TAG={tag}".encode() in env.read_bytes().split(b"\0"):
+                pids.append(int(env.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+def _wait_gone(tag: str, seconds: float = 10) -> list[int]:
+    "Wait until no tagged process is left (at most `seconds`); the survivors."
+    end = time.time() + seconds
+    while (left := _tagged(tag)) and time.time() < end:
+        time.sleep(0.25)
+    return left
+
+
+def _snapshot(folder: Path) -> dict:
+    "sha256 of every file below `folder`."
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _start(proj: Path, args: list, tag: str, **env) -> subprocess.Popen:
+    "`spurnb reproduce ...` in its own process group, every process it starts tagged with `tag`."
+    e = {**os.environ, "FAULT_TAG": tag, "PYTHONPATH": str(proj), **env}
+    e.pop("SPURNB_PROFILE", None)
+    return subprocess.Popen([*CLI, "reproduce", *args], cwd=proj, env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+@pytest.fixture
+def project(tmp_path):
+    "A throw-away project whose notebook keeps two run_jobs workers busy, with a tracked figures/smoke."
+    (tmp_path / "settings.ini").write_text("[DEFAULT]\n")
+    (tmp_path / "nbs").mkdir()
+    busy = ("import time\nfrom spurnb.config import run_jobs\nopen('busy', 'w').write('1')\n"
+            "run_jobs(time.sleep, [(120,), (120,)], jobs=2)", [])
+    (tmp_path / "nbs" / "01_write.ipynb").write_text(json.dumps(_nb([PARAMS, WRITE])))
+    (tmp_path / "nbs" / "02_busy.ipynb").write_text(json.dumps(_nb([PARAMS, busy])))
+    (tmp_path / "figures" / "smoke").mkdir(parents=True)
+    (tmp_path / "figures" / "smoke" / "results.json").write_text('{"profile": "smoke", "kept": 1}\n')
+    (tmp_path / "figures" / "smoke" / "table.md").write_text("old")
+    return tmp_path
+
+
+def _wait_for(path: Path, seconds: float = 60) -> None:
+    end = time.time() + seconds
+    while not path.exists():
+        assert time.time() < end, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("how", ["group", "command", "ctrl-c", "kernel"])
+def test_a_killed_run_leaves_no_process_and_no_changed_file(project, how):
+    before = _snapshot(project / "figures")
+    tag = uuid.uuid4().hex
+    run = _start(project, ["--profile", "smoke", "--seeds", "0"], tag)
+    _wait_for(project / "nbs" / "busy")
+    time.sleep(3)  # the two workers are sleeping in their jobs
+    assert len(_tagged(tag)) >= 4  # the command, its kernel, two workers (and multiprocessing's resource tracker)
+    if how == "group":  # kill -9 of the command's process group
+        os.killpg(run.pid, signal.SIGKILL)
+    elif how == "command":  # plain `kill`: stops like Ctrl-C
+        run.send_signal(signal.SIGTERM)
+    elif how == "ctrl-c":  # what a terminal sends its foreground process group
+        os.killpg(run.pid, signal.SIGINT)
+    else:  # the kernel alone dies (as when the machine runs out of memory)
+        kernel = [p for p in _tagged(tag) if b"ipykernel" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        os.kill(kernel[0], signal.SIGKILL)
+    out, err = run.communicate(timeout=60)
+    assert _wait_gone(tag) == [], "processes outlived the run"
+    assert _snapshot(project / "figures") == before  # notebook 01 ran, but nothing is published from a failed run
+    if how == "kernel":
+        assert run.returncode == 1 and err.strip().splitlines()[-1].startswith(
+            "spurnb: error: 02_busy.ipynb: the kernel died in cell 2 ('import time')"), err
+    if how in ("command", "ctrl-c"):
+        assert run.returncode == 130 and "spurnb: interrupted; figures/ unchanged" in err, err[-3000:]
+
+
+def test_failed_notebook_publishes_nothing_then_a_good_run_does(project):
+    before = _snapshot(project / "figures")
+    (project / "nbs" / "02_busy.ipynb").write_text(json.dumps(_nb([PARAMS, ("raise RuntimeError('boom')", [])])))
+    r = subprocess.run([*CLI, "reproduce", "--profile", "smoke"], cwd=project, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(project)})
+    assert r.returncode == 1 and "02_busy.ipynb failed in cell 2" in r.stderr and "figures/ unchanged" in r.stderr
+    assert _snapshot(project / "figures") == before
+    (project / "nbs" / "02_busy.ipynb").unlink()
+    r = subprocess.run([*CLI, "reproduce", "--profile", "smoke", "--only", "01"], cwd=project, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(project)})
+    assert r.returncode == 0, r.stderr
+    res = json.loads((project / "figures" / "smoke" / "results.json").read_text())
+    assert res["kept"] == 1 and res["written_by"] == "notebook" and res["seeds"] == [0] and "01_write" in res["timings_s"]
+    assert (project / "figures" / "smoke" / "table.md").read_text() == "new"
+    assert not (project / "runs" / "smoke" / ".staging").exists()
+
+
+# ---------------------------------------------------------------- a real smoke run, killed and resumed
+SMOKE = ["--profile", "smoke", "--only", "02", "03", "--seeds", "0", "1"]
+
+
+def _copy_project(dest: Path) -> Path:
+    "The notebooks and package in `dest`, so that runs write nothing into the checkout."
+    for part in ("nbs", "spurnb"):
+        shutil.copytree(ROOT / part, dest / part, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    shutil.copy(ROOT / "settings.ini", dest / "settings.ini")
+    return dest
+
+
+def _numbers(proj: Path) -> dict:
+    "results.json without what differs between runs of the same code (timings, commit)."
+    doc = json.loads((proj / "figures" / "smoke" / "results.json").read_text())
+    return {k: v for k, v in doc.items() if k not in ("timings_s", "commit")}
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    "An uninterrupted smoke run of 02-03 (two seeds, two workers), and one killed in 03's training and rerun."
+    out = tmp_path_factory.mktemp("faults")
+    env = {"SPURNB_JOBS": "2"}
+    whole = _copy_project(out / "whole")
+    r = _start(whole, SMOKE, uuid.uuid4().hex, SPURNB_CACHE=str(out / "cache-whole"), **env)
+    assert r.wait(600) == 0, r.stderr.read()
+    killed = _copy_project(out / "killed")
+    tag, cache = uuid.uuid4().hex, out / "cache-killed"
+    r = _start(killed, SMOKE, tag, SPURNB_CACHE=str(cache), **env)
+    end = time.time() + 600
+    while not list((cache / "erm").glob("*.tmp*")) and not any(
+            b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes() for p in _tagged(tag) if Path(f"/proc/{p}").exists()):
+        assert time.time() < end and r.poll() is None, "the run ended before its workers started"
+        time.sleep(0.2)
+    time.sleep(2)  # mid-training
+    os.killpg(r.pid, signal.SIGKILL)
+    r.wait(60)
+    survivors = _wait_gone(tag)
+    figures_after_kill = (killed / "figures" / "smoke" / "results.json").exists()
+    rerun = _start(killed, SMOKE, uuid.uuid4().hex, SPURNB_CACHE=str(cache), **env)
+    assert rerun.wait(600) == 0, rerun.stderr.read()
+    return {"whole": whole, "killed": killed, "survivors": survivors, "figures_after_kill": figures_after_kill,
+            "cache": cache, "env": env}
+
+
+def test_kill_mid_training_then_rerun_gives_the_same_results(smoke_runs):
+    assert smoke_runs["survivors"] == []
+    assert not smoke_runs["figures_after_kill"]  # the killed run published nothing
+    assert _numbers(smoke_runs["killed"]) == _numbers(smoke_runs["whole"])
+
+
+def test_a_flipped_byte_in_a_cache_entry_is_recomputed(smoke_runs):
+    proj, cache = smoke_runs["killed"], smoke_runs["cache"]
+    entry = sorted((cache / "erm").glob("*/tensors.safetensors"))[0]
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    entry.write_bytes(bytes(data))
+    r = _start(proj, SMOKE[:3] + ["03"] + SMOKE[4:], uuid.uuid4().hex, SPURNB_CACHE=str(cache), **smoke_runs["env"])
+    err = r.communicate(timeout=600)[1]
+    assert r.returncode == 0, err
+    # the warning shows in the executed notebook, or on the terminal when a worker process read the entry
+    shown = (proj / "runs" / "smoke" / "03_erm.ipynb").read_text() + err
+    assert "CacheWarning" in shown and f"cache entry {entry.parent} is broken and is recomputed" in shown
+    assert hashlib.sha256(entry.read_bytes()).hexdigest() != hashlib.sha256(bytes(data)).hexdigest()  # rewritten
+    assert _numbers(proj) == _numbers(smoke_runs["whole"])
