@@ -23,7 +23,9 @@ def test_one_switch_brings_every_dataset_setting(ds):
 
 
 def test_nothing_dataset_specific_is_inherited_silently():
-    with pytest.raises(ValueError, match="'data.root'.*'imagenet'"):
+    with pytest.raises(ValueError, match="'data.root'.*'waterbirds_lite'"):  # a dataset without paper settings
+        get_config("paper", {"data.name": "waterbirds_lite"})
+    with pytest.raises(ValueError, match="'data.name' must be one of waterbirds_lite, waterbirds"):  # no reader at all
         get_config("paper", {"data.name": "imagenet"})
     assert get_config("paper", {"data.name": "celeba", "segment.prompt": "hair."})["segment"]["prompt"] == "hair."
     assert run_name(get_config("cpu")) == "cpu"
