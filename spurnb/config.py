@@ -21,10 +21,11 @@ import torch
 # %% auto #0
 __all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'CHOICES', 'AT_LEAST_ONE', 'UNIT', 'SEEDS', 'SIGNED', 'ENV_VARS',
            'CACHE_VERSION', 'NS', 'PAPER_RECIPE', 'inversion_templates', 'get_config', 'check_value', 'seed_everything',
-           'resolve_device', 'project_root', 'find_project', 'check_environment', 'run_name', 'figures_root',
-           'run_paths', 'assets_dir', 'sha256_file', 'write_sums', 'check_sums', 'CacheWarning', 'config_hash',
-           'digest', 'save_artifact', 'load_artifact', 'artifact_hash', 'read_entry', 'cached', 'job_count', 'run_jobs',
-           'git_commit', 'atomic_write_text', 'update_results', 'shipped_artifact', 'ship_artifact', 'departures']
+           'resolve_device', 'project_root', 'find_project', 'check_environment', 'run_name', 'output_path',
+           'figures_root', 'run_paths', 'assets_dir', 'sha256_file', 'write_sums', 'check_sums', 'CacheWarning',
+           'config_hash', 'digest', 'save_artifact', 'load_artifact', 'artifact_hash', 'read_entry', 'cached',
+           'job_count', 'run_jobs', 'git_commit', 'atomic_write_text', 'update_results', 'shipped_artifact',
+           'ship_artifact', 'departures']
 
 # %% ../nbs/A1_config.ipynb #c04d33cf
 PER_DATASET = "<per dataset>"  # a profile value taken from DATASET_SETTINGS[data.name] by `get_config`
@@ -354,7 +355,7 @@ ENV_VARS = {  # the environment variables spurnb reads
     "SPURNB_PROFILE": "the profile notebooks run when started without papermill (make test: smoke)",
     "SPURNB_CACHE": "the artifact cache folder (default: runs/cache)",
     "SPURNB_JOBS": "worker processes for independent trainings (default: one per CPU core)",
-    "SPURNB_FIGURES": "where a run writes figures/ (spurnb reproduce sets a staging folder)",
+    "SPURNB_FIGURES": "where a run writes figures/ and README.md's tables (spurnb reproduce sets a staging copy)",
     "SPURNB_MATHJAX": "MathJax 3's es5 folder for the site (default: the one `make install` fetches)",
 }
 
@@ -397,10 +398,19 @@ def _env_dir(name: str, root: Path) -> Path | None:
     return root / Path(raw).expanduser()  # an absolute path stays as it is
 
 
+def output_path(
+    rel: str | Path,  # a file or folder of the project a run writes, e.g. "figures" or "README.md"
+    root: str | Path | None = None,  # project root (default: found from cwd)
+) -> Path:
+    "Where a run writes the project's `rel`: beside `$SPURNB_FIGURES` (the staging copy `spurnb reproduce` sets), else in `root`."
+    root = Path(root) if root else project_root()
+    staged = _env_dir("SPURNB_FIGURES", root)
+    return (staged.parent if staged else root) / rel
+
+
 def figures_root(root: str | Path | None = None) -> Path:
     "The `figures/` folder a run writes: `$SPURNB_FIGURES` (a staging copy, set by `spurnb reproduce`) or `root/figures`."
-    root = Path(root) if root else project_root()
-    return _env_dir("SPURNB_FIGURES", root) or root / "figures"
+    return output_path("figures", root)
 
 
 def run_paths(cfg: dict, root: str | Path | None = None) -> dict[str, Path]:

@@ -174,13 +174,13 @@ def check_run(
 
 
 def _publish(
-    staging: Path,  # the staging copy of figures/ a successful run filled
-    figures: Path,  # the project's figures/
+    staging: Path,  # the staging copy of the project's outputs (figures/, README.md) a successful run filled
+    root: Path,  # the project
 ) -> list[Path]:
-    "Move every file of `staging` to the same place under `figures`, each with an atomic rename; the files moved."
+    "Move every file of `staging` to the same place under `root`, each with an atomic rename; the files moved."
     moved = []
     for f in sorted(p for p in staging.rglob("*") if p.is_file()):
-        dest = figures / f.relative_to(staging)
+        dest = root / f.relative_to(staging)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists() and dest.read_bytes() == f.read_bytes():
             continue  # unchanged: keep its timestamp
@@ -215,7 +215,8 @@ def reproduce(
     cache = os.environ.get("SPURNB_CACHE")
     cache = str(Path(cache).expanduser().resolve()) if cache else str(root / "runs" / "cache")  # kernels run in nbs/
     commit = git_commit(root)  # before touching anything
-    # the notebooks write into a staging copy of figures/; it replaces the tracked files only if every notebook ran
+    # the notebooks write into a staging copy of figures/ (and README.md); it replaces the tracked files only if every
+    # notebook ran
     staging = root / "runs" / run_name(cfg) / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     figures = root / "figures"
@@ -227,8 +228,8 @@ def reproduce(
             raise ValueError(f"{tracked} is not valid JSON ({str(e).splitlines()[0]}): restore it from git (git "
                              f"checkout -- {tracked}) or run every notebook") from None
     if (figures / run_name(cfg)).is_dir():
-        shutil.copytree(figures / run_name(cfg), staging / run_name(cfg))
-    results = staging / run_name(cfg) / "results.json"
+        shutil.copytree(figures / run_name(cfg), staging / "figures" / run_name(cfg))
+    results = staging / "figures" / run_name(cfg) / "results.json"
     if not only and results.exists():
         results.unlink()  # a full run regenerates everything
     update_results(results, {"profile": profile, "commit": commit, "seeds": seeds})
@@ -236,7 +237,7 @@ def reproduce(
     times = {}
     bar = tqdm(todo.items(), desc=f"reproduce[{profile}]", unit="nb")
     # notebooks' kernels inherit these (see the config's parameter cells and run_paths)
-    with environment(SPURNB_PROFILE=profile, SPURNB_CACHE=cache, SPURNB_FIGURES=str(staging)):
+    with environment(SPURNB_PROFILE=profile, SPURNB_CACHE=cache, SPURNB_FIGURES=str(staging / "figures")):
         for key, path in bar:
             bar.set_postfix_str(path.stem)
             try:
@@ -244,7 +245,7 @@ def reproduce(
             except NotebookFailed as e:
                 raise NotebookFailed(f"{e} (figures/ unchanged; this run's figures so far: {staging})") from None
             update_results(results, {"timings_s": {path.stem: times[path.stem]}})
-    _publish(staging, figures)
+    _publish(staging, root)
     shutil.rmtree(staging, ignore_errors=True)
     return times
 

@@ -28,7 +28,9 @@ PARAMS = ('profile: str = "cpu"  # profile\nseeds: list = [0]  # seeds', ["param
 WRITE = ("from spurnb.config import get_config, run_paths, update_results\n"
          "paths = run_paths(get_config('smoke'))\n"
          "update_results(paths['figures'] / 'results.json', {'written_by': 'notebook'})\n"
-         "(paths['figures'] / 'table.md').write_text('new')", [])
+         "(paths['figures'] / 'table.md').write_text('new')\n"
+         "from spurnb.config import output_path\n"
+         "output_path('README.md').write_text('new readme')", [])
 
 
 def _tagged(tag: str) -> list[int]:
@@ -77,6 +79,7 @@ def project(tmp_path):
     (tmp_path / "figures" / "smoke").mkdir(parents=True)
     (tmp_path / "figures" / "smoke" / "results.json").write_text('{"profile": "smoke", "kept": 1}\n')
     (tmp_path / "figures" / "smoke" / "table.md").write_text("old")
+    (tmp_path / "README.md").write_text("old readme")
     return tmp_path
 
 
@@ -89,7 +92,7 @@ def _wait_for(path: Path, seconds: float = 60) -> None:
 
 @pytest.mark.parametrize("how", ["group", "command", "ctrl-c", "kernel"])
 def test_a_killed_run_leaves_no_process_and_no_changed_file(project, how):
-    before = _snapshot(project / "figures")
+    before = _snapshot(project / "figures"), (project / "README.md").read_text()
     tag = uuid.uuid4().hex
     run = _start(project, ["--profile", "smoke", "--seeds", "0"], tag)
     _wait_for(project / "nbs" / "busy")
@@ -106,7 +109,8 @@ def test_a_killed_run_leaves_no_process_and_no_changed_file(project, how):
         os.kill(kernel[0], signal.SIGKILL)
     out, err = run.communicate(timeout=60)
     assert _wait_gone(tag) == [], "processes outlived the run"
-    assert _snapshot(project / "figures") == before  # notebook 01 ran, but nothing is published from a failed run
+    # notebook 01 ran, but nothing is published from a failed run
+    assert (_snapshot(project / "figures"), (project / "README.md").read_text()) == before
     if how == "kernel":
         assert run.returncode == 1 and err.strip().splitlines()[-1].startswith(
             "spurnb: error: 02_busy.ipynb: the kernel died in cell 2 ('import time')"), err
@@ -120,7 +124,7 @@ def test_failed_notebook_publishes_nothing_then_a_good_run_does(project):
     r = subprocess.run([*CLI, "reproduce", "--profile", "smoke"], cwd=project, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(project)})
     assert r.returncode == 1 and "02_busy.ipynb failed in cell 2" in r.stderr and "figures/ unchanged" in r.stderr
-    assert _snapshot(project / "figures") == before
+    assert _snapshot(project / "figures") == before and (project / "README.md").read_text() == "old readme"
     (project / "nbs" / "02_busy.ipynb").unlink()
     r = subprocess.run([*CLI, "reproduce", "--profile", "smoke", "--only", "01"], cwd=project, capture_output=True,
                        text=True, env={**os.environ, "PYTHONPATH": str(project)})
@@ -128,6 +132,7 @@ def test_failed_notebook_publishes_nothing_then_a_good_run_does(project):
     res = json.loads((project / "figures" / "smoke" / "results.json").read_text())
     assert res["kept"] == 1 and res["written_by"] == "notebook" and res["seeds"] == [0] and "01_write" in res["timings_s"]
     assert (project / "figures" / "smoke" / "table.md").read_text() == "new"
+    assert (project / "README.md").read_text() == "new readme"
     assert not (project / "runs" / "smoke" / ".staging").exists()
 
 
