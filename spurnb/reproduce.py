@@ -201,7 +201,7 @@ def reproduce(
 
     from tqdm.auto import tqdm
 
-    from spurnb.config import atomic_write_text, find_project
+    from spurnb.config import find_project
 
     root = Path(root).resolve() if root else find_project()
     overrides = _resolve_dirs(overrides or {}, Path.cwd())
