@@ -360,6 +360,17 @@ ENV_VARS = {  # the environment variables spurnb reads
 }
 
 
+def _jobs(raw: str) -> int:
+    "The value of `SPURNB_JOBS` as a count, or a one-line `ValueError` naming the variable."
+    try:
+        jobs = int(raw)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise ValueError(f"environment variable SPURNB_JOBS must be a whole number of at least 1, got {raw!r}")
+    return jobs
+
+
 def check_environment(env: dict | None = None) -> None:
     "Raise a one-line `ValueError` naming the first `SPURNB_*` variable that is unknown or has an unusable value."
     env = dict(os.environ if env is None else env)
@@ -373,13 +384,7 @@ def check_environment(env: dict | None = None) -> None:
         raise ValueError(f"environment variable SPURNB_PROFILE={env['SPURNB_PROFILE']!r} is not a profile; choose one "
                          f"of {', '.join(PROFILES)}")
     if "SPURNB_JOBS" in env:
-        try:
-            ok = int(env["SPURNB_JOBS"]) >= 1
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"environment variable SPURNB_JOBS must be a whole number of at least 1, got "
-                             f"{env['SPURNB_JOBS']!r}")
+        _jobs(env["SPURNB_JOBS"])
 
 
 def run_name(cfg: dict) -> str:
@@ -586,14 +591,8 @@ def job_count(device: str | torch.device = "auto") -> int:
     "Worker processes for independent jobs: `SPURNB_JOBS`, else one per CPU core; 1 when training on a GPU."
     if str(resolve_device(str(device))).startswith("cuda"):
         return 1
-    raw = os.environ.get("SPURNB_JOBS", str(os.cpu_count() or 1))
-    try:
-        jobs = int(raw)
-    except ValueError:
-        raise ValueError(f"SPURNB_JOBS must be a whole number, got {raw!r}") from None
-    if jobs < 1:
-        raise ValueError(f"SPURNB_JOBS must be at least 1, got {jobs}")
-    return jobs
+    return _jobs(os.environ.get("SPURNB_JOBS", str(os.cpu_count() or 1)))
+
 
 
 _POOL: dict = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -270,8 +271,7 @@ def _check_disjoint(
                 if p.parts[-4] != q.parts[-4]:  # a training image that is also evaluated
                     raise ValueError(f"MetaShift image {p} is also {q} (same bytes): an image must sit in only one "
                                      f"of train/ and test/ (val is drawn from test/)")
-                import warnings  # a photo of a cat and a dog can be in both classes' contexts: kept, but said
-
+                # a photo of a cat and a dog can be in both classes' contexts: kept, but said
                 warnings.warn(f"MetaShift image {p} is also {q} (same bytes): one photo with both labels", stacklevel=3)
 
 

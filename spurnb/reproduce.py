@@ -109,8 +109,7 @@ def run_notebook(
                 pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, language="python",
                                     cwd=str(path.parent), progress_bar=False, log_output=False)
     except pm.PapermillExecutionError as e:
-        added = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill adds to the executed copy
-        cells = [c for c in json.loads(out.read_text())["cells"] if not added & set(c.get("metadata", {}).get("tags", []))]
+        cells = _source_cells(out)
         errored = [i for i, c in enumerate(cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
         number = errored[0] + 1 if errored else e.cell_index + 1
         failed = cells[errored[0]] if errored else {}
@@ -124,11 +123,16 @@ def run_notebook(
     return time.perf_counter() - t0
 
 
+def _source_cells(out: Path) -> list[dict]:
+    "The cells of executed copy `out` that come from the source notebook (not those papermill adds), in order."
+    added = {"injected-parameters", "papermill-error-cell-tag"}
+    return [c for c in json.loads(out.read_text())["cells"] if not added & set(c.get("metadata", {}).get("tags", []))]
+
+
 def _running_cell(out: Path) -> str:
     "'in cell N ('first line')': the last cell papermill started in the executed copy `out`."
     try:
-        added = {"injected-parameters", "papermill-error-cell-tag"}
-        cells = [c for c in json.loads(out.read_text())["cells"] if not added & set(c.get("metadata", {}).get("tags", []))]
+        cells = _source_cells(out)
     except (OSError, ValueError):
         return "before its first cell"
     started = [i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]

@@ -14,6 +14,7 @@ from spurnb.inversion import images_of, inversion_images, learn_tokens, load_tok
 from spurnb.metrics import bootstrap_ci, group_report
 from spurnb.prune import prune_decision, psi_scores, psi_thresholds, rho_scores, score_generated, softmax_of, to_input
 from spurnb.retrain import JoinedDataset, ddb_loss, retrain
+from test_ddb import _CountingPipe  # an inpainting stand-in that inverts the image
 from spurnb.segment import EmbeddedSegmenter, Segmenter, TinyUNet, background_images, fit_segmenter, mask_boxes, segment
 
 
@@ -259,21 +260,11 @@ def test_fit_segmenter_and_backgrounds_refuse_bad_input():
 
 # --- inpaint -------------------------------------------------------------------------------------------------------
 
-class _InvertingPipe:
-    "Stands in for an inpainting pipeline: returns the image inverted and counts the images it was asked for."
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, prompts, image, mask_image, generator, output_type, **kw):
-        self.calls += len(prompts)
-        return SimpleNamespace(images=1 - image.permute(0, 2, 3, 1).numpy())
-
 
 @pytest.mark.parametrize("damage", ["truncated", "wrong_shape", "wrong_key", "wrong_dtype"])
 def test_inpainting_recomputes_an_unusable_chunk_with_a_warning(tmp_path, damage):
     imgs, masks = _images(10, 32), np.ones((10, 32, 32), bool)
-    a = inpaint_resumable(_InvertingPipe(), imgs, masks, ["p"] * 10, tmp_path, batch_size=4, chunk=4)
+    a = inpaint_resumable(_CountingPipe(), imgs, masks, ["p"] * 10, tmp_path, batch_size=4, chunk=4)
     f = tmp_path / "part_000004.npz"
     if damage == "truncated":
         f.write_bytes(f.read_bytes()[:100])
@@ -283,7 +274,7 @@ def test_inpainting_recomputes_an_unusable_chunk_with_a_warning(tmp_path, damage
         np.savez(f, other=np.zeros((4, 32, 32, 3), np.uint8))
     else:
         np.savez(f, images=np.zeros((4, 32, 32, 3), np.float32))
-    pipe = _InvertingPipe()
+    pipe = _CountingPipe()
     with pytest.warns(CacheWarning, match="part_000004.npz is unusable and is recomputed"):
         b = inpaint_resumable(pipe, imgs, masks, ["p"] * 10, tmp_path, batch_size=4, chunk=4)
     assert pipe.calls == 4 and (a == b).all()
@@ -296,16 +287,16 @@ def test_inpaint_resumable_and_masks_refuse_bad_input(tmp_path):
     imgs, masks, p = _images(10), np.ones((10, 8, 8), bool), ["p"] * 10
     with pytest.raises(ValueError, match=r"masks \(bool N×H×W\) and prompts must match images \(10, 8, 8, 3\): "
                                          r"got masks bool \(9, 8, 8\) and 10 prompts"):
-        inpaint_resumable(_InvertingPipe(), imgs, masks[:9], p, tmp_path)
+        inpaint_resumable(_CountingPipe(), imgs, masks[:9], p, tmp_path)
     with pytest.raises(ValueError, match="and 9 prompts"):
-        inpaint_resumable(_InvertingPipe(), imgs, masks, p[:9], tmp_path)
+        inpaint_resumable(_CountingPipe(), imgs, masks, p[:9], tmp_path)
     with pytest.raises(ValueError, match=r"got masks float64 \(10, 8, 8\)"):
-        inpaint_resumable(_InvertingPipe(), imgs, masks.astype(float), p, tmp_path)
+        inpaint_resumable(_CountingPipe(), imgs, masks.astype(float), p, tmp_path)
     with pytest.raises(ValueError, match="^images must be uint8"):
-        inpaint_resumable(_InvertingPipe(), imgs.astype(float), masks, p, tmp_path)
+        inpaint_resumable(_CountingPipe(), imgs.astype(float), masks, p, tmp_path)
     for kw, got in (({"batch_size": 0}, "25, 0, 256"), ({"chunk": 0}, "25, 64, 0"), ({"steps": 0}, "0, 64, 256")):
         with pytest.raises(ValueError, match=f"steps, batch_size and chunk must be at least 1, got {got}"):
-            inpaint_resumable(_InvertingPipe(), imgs, masks, p, tmp_path, **kw)
+            inpaint_resumable(_CountingPipe(), imgs, masks, p, tmp_path, **kw)
     with pytest.raises(ValueError, match="grow=-1"):
         inpaint_masks(masks, "segment", -1)
     with pytest.raises(ValueError, match=r"shape \(10, 8, 8, 3\)"):
