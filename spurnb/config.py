@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'CHOICES', 'AT_LEAST_ONE', 'UNIT', 'SEEDS', 'SIGNED', 'ENV_VARS',
-           'CACHE_VERSION', 'NS', 'PAPER_RECIPE', 'inversion_templates', 'get_config', 'check_value', 'seed_everything',
-           'resolve_device', 'project_root', 'find_project', 'check_environment', 'run_name', 'output_path',
-           'figures_root', 'run_paths', 'assets_dir', 'sha256_file', 'write_sums', 'check_sums', 'CacheWarning',
-           'config_hash', 'digest', 'save_artifact', 'load_artifact', 'artifact_hash', 'read_entry', 'cached',
-           'job_count', 'run_jobs', 'git_commit', 'atomic_write_text', 'update_results', 'shipped_artifact',
-           'ship_artifact', 'departures']
+__all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'LESSON_CHANGES', 'CHOICES', 'AT_LEAST_ONE', 'UNIT', 'SEEDS', 'SIGNED',
+           'NULLABLE', 'ENV_VARS', 'CACHE_VERSION', 'NS', 'PAPER_RECIPE', 'inversion_templates', 'get_config',
+           'derive_profile', 'check_value', 'seed_everything', 'resolve_device', 'project_root', 'find_project',
+           'check_environment', 'run_name', 'output_path', 'figures_root', 'run_paths', 'assets_dir', 'sha256_file',
+           'write_sums', 'check_sums', 'CacheWarning', 'config_hash', 'digest', 'save_artifact', 'load_artifact',
+           'artifact_hash', 'read_entry', 'cached', 'job_count', 'run_jobs', 'git_commit', 'atomic_write_text',
+           'update_results', 'shipped_artifact', 'ship_artifact', 'departures']
 
 # %% ../nbs/A1_config.ipynb #c04d33cf
 PER_DATASET = "<per dataset>"  # a profile value taken from DATASET_SETTINGS[data.name] by `get_config`
@@ -54,7 +54,7 @@ PROFILES: dict[str, dict] = {
                 "prune": {"enabled": True, "ig_steps": 8, "P": 0.3, "batch_size": 16, "internal_batch_size": 64},
                 "retrain": {"epochs": 2, "lr": 1e-4, "gamma": [6.0, 10.0], "optimizer": "adamw", "schedule": "constant",
                             "weight_decay": 1e-4, "batch_size": 64},
-                "ablation_n": [0, 4], "ablation_seeds": [0]},
+                "ablations": True, "ablation_n": [0, 4], "ablation_seeds": [0]},
         "generator": {"model": None, "inpaint_model": None, "size": 32, "vae_channels": [16, 32, 32],
                       "text_width": 32, "text_layers": 1, "unet_channels": [32, 64], "unet_layers_per_block": 1,
                       "max_length": 16, "background_share": 0.15, "vae_steps": 6, "vae_lr": 1e-3,
@@ -86,7 +86,7 @@ PROFILES: dict[str, dict] = {
                 "prune": {"enabled": True, "ig_steps": 25, "P": 0.3, "batch_size": 32, "internal_batch_size": 800},
                 "retrain": {"epochs": 10, "lr": 1e-4, "gamma": [6.0, 10.0], "optimizer": "adamw", "schedule": "constant",
                             "weight_decay": 1e-4, "batch_size": 64},
-                "ablation_n": [0, 10, 20, 30, 40], "ablation_seeds": [0]},
+                "ablations": True, "ablation_n": [0, 10, 20, 30, 40], "ablation_seeds": [0]},
         "generator": {"model": "assets:mini-sd", "inpaint_model": "assets:mini-sd-inpaint", "size": 32,
                       "vae_channels": [32, 64, 64], "text_width": 64, "text_layers": 2, "unet_channels": [64, 128],
                       "unet_layers_per_block": 1, "max_length": 16, "background_share": 0.15, "vae_steps": 1000,
@@ -117,7 +117,7 @@ PROFILES: dict[str, dict] = {
                 "prune": {"enabled": True, "ig_steps": 50, "P": 0.3, "batch_size": 4, "internal_batch_size": 50},
                 "retrain": {"epochs": 60, "lr": 5e-6, "gamma": [6.0, 10.0], "optimizer": "adam", "schedule": "constant",
                             "weight_decay": 0.0, "batch_size": 32},
-                "ablation_n": [0, 10, 20, 30, 40], "ablation_seeds": [0]},
+                "ablations": True, "ablation_n": [0, 10, 20, 30, 40], "ablation_seeds": [0]},
         "generator": {"model": "stabilityai/stable-diffusion-2-base",
                       "inpaint_model": "stabilityai/stable-diffusion-2-inpainting", "size": 512,
                       "vae_channels": [128, 256, 512, 512], "text_width": 1024, "text_layers": 23,
@@ -225,6 +225,28 @@ def _fill_dataset(
                              f"add it to DATASET_SETTINGS[{name!r}]")
         _set(cfg, key, table[key])
 
+# %% ../nbs/A1_config.ipynb #b664f04a
+LESSON_CHANGES: dict[str, Any] = {  # the lesson profile: the cpu profile with these values
+    "seeds": [0], "ddb.ablations": False, "baselines.methods": ["upsample", "dfr"],
+}
+
+
+def derive_profile(
+    base: str,  # a profile of PROFILES
+    changes: dict[str, Any],  # dotted keys of `base` and their new values
+) -> dict:
+    "A new profile: a copy of `base` with `changes` (every key must exist in `base`)."
+    out = copy.deepcopy(PROFILES[base])
+    known = _flatten(out)
+    for key, value in changes.items():
+        if key not in known:
+            raise ValueError(f"unknown config key {key!r} in a profile derived from {base!r}")
+        _set(out, key, value)
+    return out
+
+
+PROFILES["lesson"] = derive_profile("cpu", LESSON_CHANGES)
+
 # %% ../nbs/A1_config.ipynb #a7c354a1
 CHOICES: dict[str, tuple] = {  # config keys with a fixed set of values (lists: every element)
     "data.name": ("waterbirds_lite", "waterbirds", "celeba", "metashift"),
@@ -272,11 +294,14 @@ def _describe(kinds: set[str]) -> str:
     return " or ".join(words)
 
 
+NULLABLE = {"erm.weights"}  # keys that also take None (here: random initialisation, ERM from scratch)
+
+
 def _references(key: str) -> list:
     "Every value `key` has in a profile or in `DATASET_SETTINGS` (the schema's examples)."
     refs = [_flatten(p).get(key) for p in PROFILES.values()] + [t.get(key) for t in DATASET_SETTINGS.values()]
     return [r for r in refs if r is not None and r != PER_DATASET] + (
-        [None] if any(_flatten(p).get(key, 0) is None for p in PROFILES.values()) else [])
+        [None] if key in NULLABLE or any(_flatten(p).get(key, 0) is None for p in PROFILES.values()) else [])
 
 
 def check_value(

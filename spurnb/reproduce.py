@@ -36,8 +36,9 @@ def stage_notebooks(nbs: str | Path) -> dict[str, Path]:
         cells = json.loads(p.read_text())["cells"]
         if any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells):
             out[m.group(1)] = p
-    if "00" in out:  # the front page reads the results of the run it introduces: it runs last
-        out["00"] = out.pop("00")
+    for late in ("01", "00"):  # the walk-through reuses the stages' cache entries; the front page shows the results
+        if late in out:
+            out[late] = out.pop(late)
     return out
 
 # %% ../nbs/A2_reproduce.ipynb #e0858356
@@ -262,12 +263,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    "Console entry point: `spurnb reproduce ...`, `spurnb fetch ...`, `spurnb docs ...`, `spurnb check-site ...`."
+    "Console entry point: `spurnb reproduce ...`, `spurnb fetch ...`, `spurnb exercises ...`, `spurnb docs ...`, `spurnb check-site ...`."
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["fetch"]:  # its own parser (spurnb.weights)
         from spurnb.weights import main as fetch_main
 
         return fetch_main(argv[1:])
+    if argv[:1] == ["exercises"]:  # its own parser (spurnb.exercises)
+        from spurnb.exercises import main as exercises_main
+
+        return exercises_main(argv[1:])
     parser = _Parser(prog="spurnb", description="Reproduce DDB with notebooks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rp = sub.add_parser("reproduce", help="run the stage notebooks with papermill")
@@ -275,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers to run, e.g. 02 03")
     rp.add_argument("--seeds", nargs="+", type=int, metavar="S", help="training seeds (default: the profile's)")
     rp.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. erm.epochs=5")
+    rp.add_argument("--no-ablations", action="store_true",
+                    help="skip DDB's ablations in 09 (the same as --set ddb.ablations=False)")
     sub.add_parser("fetch", help="download the models a profile needs (spurnb fetch --profile paper --help)")
+    sub.add_parser("exercises", help="run every notebook's Try-this exercise on the lesson profile (spurnb exercises --help)")
     dp = sub.add_parser("docs", help="build the tutorial site from the executed notebooks in runs/<profile>/")
     dp.add_argument("--profile", default="cpu", choices=list(PROFILES), help="whose run to show (default: cpu)")
     dp.add_argument("--out", metavar="DIR", help="site folder (default: docs for cpu, runs/<profile>/site otherwise)")
@@ -303,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         overrides = dict(parse_override(s) for s in args.set)
+        if args.no_ablations:
+            overrides["ddb.ablations"] = False
         times = reproduce(args.profile, args.only, args.seeds, overrides)
     except (ValueError, FileNotFoundError, NotebookFailed) as e:
         print(f"spurnb: error: {e}", file=sys.stderr)
