@@ -23,7 +23,7 @@ from .config import atomic_write_text, get_config, git_commit, project_root
 from .reproduce import parse_override, stage_notebooks
 
 # %% auto #0
-__all__ = ['EXERCISE_PROFILE', 'TIME_LINE', 'parse_command', 'check_command', 'exercise_commands', 'lesson_times',
+__all__ = ['EXERCISE_PROFILE', 'SCALES_WORK', 'TIME_LINE', 'parse_command', 'check_command', 'exercise_commands', 'lesson_times',
            'expected_minutes', 'TryThis', 'try_this', 'run_exercise', 'run_exercises', 'main']
 
 # %% ../nbs/A6_exercises.ipynb #3facfbfe
@@ -59,7 +59,7 @@ def parse_command(command: str) -> dict:
 
 def check_command(
     command: str,  # e.g. "spurnb reproduce --profile lesson --only 09 --set ddb.prune.P=0.5"
-    nbs: str | Path | None = None,  # the notebooks folder (default: the project's nbs/)
+    nbs: str | Path | None = None,  # the notebooks folder (default: the project's nbs/; numbers unchecked without one)
 ) -> dict:
     "`parse_command`'s result once every key, value and notebook number is valid; else a `ValueError` naming the command."
     spec = parse_command(command)
@@ -67,20 +67,24 @@ def check_command(
         get_config(EXERCISE_PROFILE, spec["overrides"])
     except ValueError as e:
         raise ValueError(f"exercise {command!r}: {e}") from None
-    known = stage_notebooks(Path(nbs) if nbs else project_root() / "nbs")
-    unknown = [n for n in spec["only"] if n not in known]
+    nbs = Path(nbs) if nbs else project_root() / "nbs"
+    known = stage_notebooks(nbs) if nbs.is_dir() else None  # an executed copy run outside the project has no nbs/
+    unknown = [n for n in spec["only"] if known is not None and n not in known]
     if unknown:
         raise ValueError(f"exercise {command!r}: no notebook numbered {', '.join(unknown)}")
     return spec
 
 # %% ../nbs/A6_exercises.ipynb #167607ae
 def exercise_commands(path: str | Path) -> list[str]:
-    "The commands of every `try_this(...)` call in the code cells of notebook `path`, in order."
-    out = []
+    "The commands of the `try_this(...)` calls in notebook `path`'s `## Try this` section, in order."
+    out, inside = [], False
     for c in json.loads(Path(path).read_text())["cells"]:
-        if c["cell_type"] != "code" or "try_this" not in "".join(c["source"]):
+        text = "".join(c["source"])
+        if c["cell_type"] == "markdown" and text.startswith("## "):
+            inside = text.startswith("## Try this")
+        if not inside or c["cell_type"] != "code" or "try_this" not in text:
             continue
-        src = "\n".join(l for l in "".join(c["source"]).splitlines() if not l.lstrip().startswith(("#|", "%", "!")))
+        src = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith(("#|", "%", "!")))
         for node in ast.walk(ast.parse(src)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "try_this":
                 if not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
@@ -89,6 +93,7 @@ def exercise_commands(path: str | Path) -> list[str]:
     return out
 
 # %% ../nbs/A6_exercises.ipynb #166e8bc1
+SCALES_WORK = {"seeds", "ddb.ablations", "ddb.ablation_n", "ddb.ablation_seeds", "baselines.methods"}  # more jobs
 TIME_LINE = re.compile(r"^(\d\d[a-z]?|A\d)_\S+\s+(\d+(?:\.\d+)?)$")
 
 
@@ -107,10 +112,11 @@ def lesson_times(path: str | Path | None = None) -> dict[str, float]:
 def expected_minutes(
     only: list[str],  # notebook numbers an exercise reruns (empty: all)
     times: dict[str, float],  # `lesson_times`
+    overrides: dict | None = None,  # the exercise's overrides
 ) -> float | None:
-    "Minutes the lesson benchmark spent in the notebooks `only` names; None when one of them was not measured."
+    "Minutes the lesson benchmark spent in the notebooks `only` names; None when one was not measured or the overrides add jobs (`SCALES_WORK`)."
     keys = only or list(times)
-    if not keys or any(k not in times for k in keys):
+    if not keys or any(k not in times for k in keys) or set(overrides or {}) & SCALES_WORK:
         return None
     return sum(times[k] for k in keys) / 60
 
@@ -124,10 +130,19 @@ def _dig(d: dict, key: str):
     return d
 
 
+def _rounded(v):
+    "`v` with every float rounded to 3 decimals (nested lists and dicts too)."
+    if isinstance(v, float):
+        return round(v, 3)
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return {k: _rounded(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+
 def _short(v) -> str:
-    "A value for a table cell: percentages for fractions in lists, JSON otherwise, cut at 80 characters."
-    text = json.dumps(v, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
+    "A value for a table cell: JSON with floats rounded to 3 decimals, cut at 160 characters."
+    text = json.dumps(_rounded(v), default=str)
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _wga_rows(base: dict, run: dict) -> list[str]:
@@ -146,8 +161,11 @@ class TryThis:
         self.command, self.minutes, self.entry, self.base, self.keys = command, minutes, entry, base, keys
 
     def runtime(self) -> str:
+        if self.entry and "results" in self.entry:
+            return (f"Runtime on the lesson profile: {self.entry['seconds'] / 60:.1f} min on 2 CPU cores, measured "
+                    "when we ran it (with the lesson run's cache: only what the change touches is recomputed).")
         if self.minutes is None:
-            return "Runtime on the lesson profile: not measured yet (benchmarks/lesson.sh)."
+            return "Runtime on the lesson profile: not measured yet (it adds jobs the lesson benchmark did not run)."
         return (f"Runtime on the lesson profile: about {max(self.minutes, 0.1):.1f} min on 2 CPU cores (what the "
                 "notebooks it reruns took in benchmarks/lesson.txt).")
 
@@ -163,7 +181,7 @@ class TryThis:
         head = ("<tr><th></th><th>test WGA (%), lesson run</th><th>with this change</th><th>avg (%), lesson run</th>"
                 "<th>with this change</th></tr>")
         return (f"<table>{head}{''.join(rows)}</table><p>Run at commit {html.escape(self.entry.get('commit', '?'))}"
-                f" in {self.entry.get('seconds', 0) / 60:.1f} min.</p>") if rows else "The run reported no numbers."
+                ".</p>") if rows else "The run reported no numbers."
 
     def _repr_html_(self) -> str:
         return (f"<div class='try-this'><pre><code>{html.escape(self.command)}</code></pre><p>{self.runtime()}</p>"
@@ -184,7 +202,7 @@ def try_this(
     lesson = root / "figures" / EXERCISE_PROFILE
     done = json.loads((lesson / "exercises.json").read_text()) if (lesson / "exercises.json").exists() else {}
     base = json.loads((lesson / "results.json").read_text()) if (lesson / "results.json").exists() else {}
-    minutes = expected_minutes(spec["only"], lesson_times(root / "benchmarks" / "lesson.txt"))
+    minutes = expected_minutes(spec["only"], lesson_times(root / "benchmarks" / "lesson.txt"), spec["overrides"])
     return TryThis(command, minutes, done.get(_key(command)), base, list(keys))
 
 
@@ -224,21 +242,24 @@ def run_exercises(
     root: str | Path | None = None,  # the project (default: found from the current folder)
     max_minutes: float | None = None,  # skip exercises expected to take longer
     out: str | Path | None = None,  # default: figures/lesson/exercises.json
+    notebooks: list[str] | None = None,  # only the exercises of these notebook numbers (default: all)
 ) -> dict:
     "Run every notebook's exercises (cheapest first, resuming), storing each outcome in `out`; {command: outcome}."
     from tqdm.auto import tqdm
 
     root = Path(root) if root else project_root()
     out = Path(out) if out else root / "figures" / EXERCISE_PROFILE / "exercises.json"
-    commands = [c for p in stage_notebooks(root / "nbs").values() for c in exercise_commands(p)]
+    commands = [c for k, p in stage_notebooks(root / "nbs").items() for c in exercise_commands(p)
+                if not notebooks or k in notebooks]
     for c in commands:  # every command is valid before anything runs
         check_command(c, root / "nbs")
     times, commit = lesson_times(root / "benchmarks" / "lesson.txt"), git_commit(root)
-    cost = {c: expected_minutes(parse_command(c)["only"], times) for c in commands}
+    cost = {c: expected_minutes(parse_command(c)["only"], times, parse_command(c)["overrides"]) for c in commands}
     done = json.loads(out.read_text()) if out.exists() else {}
-    todo = [c for c in sorted(dict.fromkeys(commands), key=lambda c: cost[c] or 0.0)
+    unknown = float("inf")  # an exercise that adds jobs: last, and skipped under any max_minutes
+    todo = [c for c in sorted(dict.fromkeys(commands), key=lambda c: unknown if cost[c] is None else cost[c])
             if not (done.get(_key(c), {}).get("commit") == commit and "results" in done[_key(c)])
-            and (max_minutes is None or (cost[c] or 0.0) <= max_minutes)]
+            and (max_minutes is None or (cost[c] is not None and cost[c] <= max_minutes))]
     cache = Path(os.environ.get("SPURNB_CACHE") or root / "runs" / "cache").expanduser().resolve()
     for c in tqdm(todo, desc="exercises", unit="run"):
         done[_key(c)] = {"command": c, **run_exercise(c, root, cache)}
@@ -250,10 +271,12 @@ def run_exercises(
 def main(argv: list[str] | None = None) -> int:
     "`spurnb exercises [--max-minutes M]`: run every Try-this exercise on the lesson profile."
     parser = argparse.ArgumentParser(prog="spurnb exercises", description=run_exercises.__doc__)
-    parser.add_argument("--max-minutes", type=float, help="skip exercises the lesson benchmark says take longer")
+    parser.add_argument("--max-minutes", type=float, help="skip exercises the lesson benchmark says take longer "
+                        "(and those whose time it cannot tell)")
+    parser.add_argument("--notebooks", nargs="+", metavar="NN", help="only these notebooks' exercises, e.g. 08 09")
     args = parser.parse_args(argv)
     try:
-        done = run_exercises(max_minutes=args.max_minutes)
+        done = run_exercises(max_minutes=args.max_minutes, notebooks=args.notebooks)
     except ValueError as e:
         print(f"spurnb: error: {e}", file=sys.stderr)
         return 1

@@ -13,14 +13,16 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from .config import atomic_write_text
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'METHOD_ORDER', 'LABELS_USED', 'REQUIRED_KEYS', 'PAPER_DATASETS',
-           'check_results', 'load_results', 'ordered_methods', 'wga_interval', 'table1', 'datasets_table1', 'table2',
-           'table3', 'write_table', 'group_names', 'plot_per_group', 'plot_wga', 'replace_block', 'summary',
-           'table1_finding']
+           'SLIDE_RC', 'MIN_FONT_PT', 'MAX_ASPECT', 'MINORITY_GREY', 'check_results', 'load_results', 'ordered_methods',
+           'wga_interval', 'table1', 'datasets_table1', 'table2', 'table3', 'write_table', 'slide_style',
+           'figure_problems', 'save_figure', 'minority_groups', 'train_minority', 'mark_minority', 'group_names',
+           'plot_per_group', 'plot_wga', 'replace_block', 'summary', 'table1_finding']
 
 # %% ../nbs/11_results.ipynb #1fe054de
 PAPER_TABLE1: dict[str, dict] = {  # worst-group accuracy (%) reported in the paper's Table 1
@@ -302,6 +304,100 @@ def write_table(
     atomic_write_text(csv, (df if data is None else data).to_csv())
     return [md, csv]
 
+# %% ../nbs/11_results.ipynb #dfcd1e67
+SLIDE_RC = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
+            "ytick.labelsize": 10, "legend.fontsize": 10, "legend.title_fontsize": 10, "figure.titlesize": 13,
+            "svg.fonttype": "none", "svg.hashsalt": "spurnb"}  # text stays text in SVGs; ids do not change per run
+MIN_FONT_PT = 10.0  # smallest text on a saved figure
+MAX_ASPECT = 3.0  # longest side over shortest side
+
+
+def slide_style() -> None:
+    "Set matplotlib's defaults to slide-ready fonts (`SLIDE_RC`)."
+    plt.rcParams.update(SLIDE_RC)
+
+
+def figure_problems(
+    fig: Figure,  # a drawn matplotlib figure
+    size: tuple[float, float] | None = None,  # its saved width, height (default: the figure's)
+) -> list[str]:
+    "Why `fig` would not read on a slide: visible text under `MIN_FONT_PT`, or a side ratio over `MAX_ASPECT`."
+    out = []
+    small = sorted({round(t.get_fontsize(), 1) for t in fig.findobj(plt.Text)
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT})
+    if small:
+        texts = [t.get_text().strip()[:20] for t in fig.findobj(plt.Text)
+                 if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT]
+        out.append(f"text of {', '.join(f'{s:g}' for s in small)} pt (under {MIN_FONT_PT:g} pt), e.g. {texts[0]!r}")
+    w, h = size or tuple(fig.get_size_inches())
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        out.append(f"{w:.1f} x {h:.1f} in is thinner than {MAX_ASPECT:g}:1")
+    return out
+
+
+def save_figure(
+    fig: Figure,  # the figure
+    path: str | Path,  # where the PNG goes (the SVG goes beside it, same stem)
+    dpi: int = 144,  # PNG resolution
+) -> list[Path]:
+    "Save `fig` as PNG and SVG (tight bounding box, no timestamps) if it is slide-ready, else `ValueError` naming the file."
+    path = Path(path)
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
+    problems = figure_problems(fig, (box.width, box.height))
+    if problems:
+        raise ValueError(f"{path.name} is not slide-ready: {'; '.join(problems)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = [path.with_suffix(".png"), path.with_suffix(".svg")]
+    with plt.rc_context({k: v for k, v in SLIDE_RC.items() if k.startswith("svg.")}):
+        fig.savefig(out[0], dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(out[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    return out
+
+# %% ../nbs/11_results.ipynb #0b7a31c4
+def minority_groups(
+    counts,  # training images per group, in group order: a list, or a dict such as `data.group_counts.train`
+) -> np.ndarray:
+    "Bool per group: True where the group holds less than an even share (1 / number of groups) of the training set."
+    c = np.asarray(list(counts.values()) if isinstance(counts, dict) else counts, dtype=float)
+    if c.ndim != 1 or len(c) < 2 or (c < 0).any() or c.sum() <= 0:
+        raise ValueError(f"counts must be two or more group sizes (>= 0, not all 0), got {counts}")
+    return c / c.sum() < 1 / len(c)
+
+
+def train_minority(
+    results: dict,  # the parsed results.json
+    n_groups: int,  # number of groups the figure shows
+) -> np.ndarray | None:
+    "`minority_groups` of the stored training counts (`data.group_counts.train`); None if absent or of another length."
+    counts = results.get("data", {}).get("group_counts", {}).get("train", {})
+    return minority_groups(counts) if len(counts) == n_groups and sum(counts.values()) > 0 else None
+
+
+def mark_minority(
+    ax: plt.Axes,  # a bar chart with one category per group at x = 0, 1, … in group order (as seaborn draws them)
+    minority,  # bool per group (`minority_groups`)
+    legend: dict | None = None,  # if given, draw the axes' legend with these arguments, the band's entry last
+) -> Patch:
+    "Mark minority groups in greyscale: '(minority)' under the tick label, a grey band behind the bars; the band's legend handle."
+    minority = np.asarray(minority, bool)
+    ticks, labels = ax.get_xticks(), [t.get_text() for t in ax.get_xticklabels()]
+    if len(labels) != len(minority):
+        raise ValueError(f"the axes show {len(labels)} groups but minority has {len(minority)} entries")
+    ax.set_xticks(ticks, [f"{t}\n(minority)" if m else t for t, m in zip(labels, minority)])
+    lim = ax.get_xlim()
+    for x in np.asarray(ticks)[minority]:
+        ax.axvspan(x - 0.5, x + 0.5, color=MINORITY_GREY, zorder=0, lw=0)
+    ax.set_xlim(lim)
+    band = Patch(color=MINORITY_GREY, label="minority group")
+    if legend is not None:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles + [band], labels + [band.get_label()], **legend)
+    return band
+
+
+MINORITY_GREY = "0.88"  # the band behind minority groups
+
 # %% ../nbs/11_results.ipynb #fe3f1018
 def group_names(
     results: dict,  # the parsed results.json
@@ -322,7 +418,7 @@ def plot_per_group(
     results: dict,  # the parsed results.json
     group_names: list[str],  # one name per group, in group order (g = y * 2 + a)
 ) -> Figure:
-    "Bar chart of per-group test accuracy (%) of every method, mean ± sd over seeds."
+    "Bar chart of per-group test accuracy (%) of every method, mean ± sd over seeds, minority groups marked."
     methods = check_results(results)["methods"]
     rows = []
     for name in ordered_methods(methods):
@@ -332,26 +428,47 @@ def plot_per_group(
             rows += [{"method": name, "seed": seed, "group": group_names[k], "accuracy (%)": 100 * v}
                      for k, v in enumerate(accs) if v is not None]
     long = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(9, 3.4))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     sns.barplot(long, x="group", y="accuracy (%)", hue="method", order=group_names,
                 hue_order=ordered_methods(methods), errorbar=_sd_interval, ax=ax)
     ax.set_ylim(0, 100)
     n = max(len(e["worst"]) for e in methods.values())
     ax.set_title(f"Test accuracy per group ({n} seed(s); mean ± sd over seeds)")
-    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    minority = train_minority(results, len(group_names))
+    legend = {"bbox_to_anchor": (1.01, 1), "loc": "upper left"}
+    if minority is not None:
+        mark_minority(ax, minority, legend)
+    else:
+        ax.legend(**legend)
     fig.tight_layout()
     return fig
+
+
+def _worst_is_major(
+    results: dict,  # the parsed results.json
+    name: str,  # method name
+) -> bool | None:
+    "Whether the method's worst test group is a majority group for at least one seed; None without training counts."
+    per_group = results["methods"][name]["per_group"]
+    minority = train_minority(results, len(per_group[0]))
+    if minority is None:
+        return None
+    return any(not minority[int(np.nanargmin(_pct(seed)))] for seed in per_group)
 
 
 def plot_wga(
     results: dict,  # the parsed results.json
 ) -> Figure:
-    "WGA (%) per method: mean ± sd over seeds, bootstrap interval, ERM line and the paper's Waterbirds numbers."
+    "WGA (%) per method: mean ± sd over seeds, bootstrap interval, ERM line, the paper's Waterbirds numbers; hatched if the worst group is a majority group."
     num = table1(results, numeric=True)
     x = np.arange(len(num))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(num) + 2.5), 3.6))
-    ax.bar(x, num["WGA mean (%)"], yerr=num["WGA sd (%)"], capsize=4, color="C0", alpha=0.8,
-           label="ours: mean ± sd over seeds")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(num) + 2.5), 4.6), layout="constrained")
+    bars = ax.bar(x, num["WGA mean (%)"], yerr=num["WGA sd (%)"], capsize=4, color="C0", alpha=0.8,
+                  label="ours: mean ± sd over seeds")
+    major = [_worst_is_major(results, m) for m in num.index]
+    for bar, m in zip(bars, major):
+        if m:
+            bar.set(hatch="//", edgecolor="k")
     lo, hi = num["WGA 95% CI lo (%)"].to_numpy(), num["WGA 95% CI hi (%)"].to_numpy()
     has_ci = ~np.isnan(lo)
     if has_ci.any():
@@ -364,13 +481,17 @@ def plot_wga(
     if (~np.isnan(paper)).any():
         ax.scatter(x[~np.isnan(paper)], paper[~np.isnan(paper)], marker="*", s=110, color="C3", zorder=3,
                    label="reported in the paper (Waterbirds)")
+    handles, labels = ax.get_legend_handles_labels()
+    if any(major):
+        handles.append(Patch(facecolor="C0", alpha=0.8, hatch="//", edgecolor="k"))
+        labels.append("worst group is a majority group (≥ 1 seed)")
     ax.set_xticks(x, num.index, rotation=20, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("worst-group accuracy (%)")
     ax.set_title(f"Worst-group test accuracy ({int(num['seeds'].max())} seed(s))")
-    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
-    fig.tight_layout()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
     return fig
+
 
 # %% ../nbs/11_results.ipynb #eaeb5dd1
 def replace_block(

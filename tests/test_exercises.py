@@ -29,9 +29,9 @@ def test_every_method_notebook_ends_with_try_this(name):
     assert last.startswith("## Try this"), f"{name}'s last section is {last.splitlines()[0]!r}, not '## Try this'"
     commands = exercise_commands(ROOT / "nbs" / f"{name}.ipynb")
     assert 2 <= len(commands) <= 4, f"{name} has {len(commands)} Try-this exercises (2 to 4 wanted)"
-    after = [c for c in cells[heads[-1]:] if c["cell_type"] == "code" and "try_this(" in "".join(c["source"])]
-    assert len(after) == len(commands), f"{name}: a try_this call sits outside its Try-this section"
-    for c in after:
+    calls = [c for c in cells if c["cell_type"] == "code" and "try_this(" in "".join(c["source"])]
+    assert len(calls) == len(commands), f"{name}: a try_this call sits outside its Try-this section"
+    for c in calls:
         assert "remove-input" in c.get("metadata", {}).get("tags", []), f"{name}: tag the try_this cells remove-input"
 
 
@@ -80,6 +80,7 @@ def test_run_exercises_checks_every_command_first(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     bad = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": ["profile = 'cpu'"]},
+                     {"cell_type": "markdown", "metadata": {}, "source": ["## Try this"]},
                      {"cell_type": "code", "metadata": {}, "source": ["try_this('spurnb reproduce --profile lesson --set x.y=1')"]}]}
     (nbs / "02_x.ipynb").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="x.y"):
