@@ -12,7 +12,8 @@ if [ $# -ge 1 ]; then
 else
   cache="$(mktemp -d)"; trap 'rm -rf "$cache"' EXIT
 fi
-echo "# run of $(date -u '+%F %H:%M') UTC, commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- nbs spurnb || echo ' + uncommitted changes'), $(nproc) cores, empty cache"
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || echo 'AVX2, no AVX-512')"
+echo "# run of $(date -u '+%F %H:%M') UTC, commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- nbs spurnb || echo ' + uncommitted changes'), $(nproc) cores ($cpu), empty cache"
 start=$(date +%s)
 SPURNB_CACHE="$(cd "$cache" && pwd)" .venv/bin/spurnb reproduce --profile lesson 2>/dev/null | sed -n '/^notebook/,$p'
 echo "wall: $(( $(date +%s) - start )) s"
