@@ -323,12 +323,12 @@ def figure_problems(
 ) -> list[str]:
     "Why `fig` would not read on a slide: visible text under `MIN_FONT_PT`, or a side ratio over `MAX_ASPECT`."
     out = []
-    small = sorted({round(t.get_fontsize(), 1) for t in fig.findobj(plt.Text)
-                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT})
-    if small:
-        texts = [t.get_text().strip()[:20] for t in fig.findobj(plt.Text)
-                 if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT]
-        out.append(f"text of {', '.join(f'{s:g}' for s in small)} pt (under {MIN_FONT_PT:g} pt), e.g. {texts[0]!r}")
+    tiny = [t for t in fig.findobj(plt.Text)
+            if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT]
+    if tiny:
+        sizes = sorted({round(t.get_fontsize(), 1) for t in tiny})
+        out.append(f"text of {', '.join(f'{s:g}' for s in sizes)} pt (under {MIN_FONT_PT:g} pt), "
+                   f"e.g. {tiny[0].get_text().strip()[:20]!r}")
     w, h = size or tuple(fig.get_size_inches())
     if max(w, h) > MAX_ASPECT * min(w, h):
         out.append(f"{w:.1f} x {h:.1f} in is thinner than {MAX_ASPECT:g}:1")
