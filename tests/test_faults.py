@@ -45,7 +45,8 @@ def _tagged(tag: str) -> list[int]:
     return pids
 
 
-def _wait_gone(tag: str, seconds: float = 10) -> list[int]:
+def _wait_gone(tag: str, seconds: float = 120) -> list[int]:
+    "The run's processes still alive once they are all gone or `seconds` have passed (a deadline, not a wait)."
     "Wait until no tagged process is left (at most `seconds`); the survivors."
     end = time.time() + seconds
     while (left := _tagged(tag)) and time.time() < end:
@@ -72,8 +73,11 @@ def project(tmp_path):
     "A throw-away project whose notebook keeps two run_jobs workers busy, with a tracked figures/smoke."
     (tmp_path / "settings.ini").write_text("[DEFAULT]\n")
     (tmp_path / "nbs").mkdir()
-    busy = ("import time\nfrom spurnb.config import run_jobs\nopen('busy', 'w').write('1')\n"
-            "run_jobs(time.sleep, [(120,), (120,)], jobs=2)", [])
+    (tmp_path / "busyjob.py").write_text(  # importable by the workers (PYTHONPATH is the project)
+        "import time\nfrom pathlib import Path\n\ndef work(marker):\n"
+        "    Path(marker).write_text('1')\n    time.sleep(300)\n")
+    busy = ("from spurnb.config import run_jobs\nfrom busyjob import work\n"
+            f"run_jobs(work, [('{tmp_path}/working-0',), ('{tmp_path}/working-1',)], jobs=2)", [])
     (tmp_path / "nbs" / "01_write.ipynb").write_text(json.dumps(_nb([PARAMS, WRITE])))
     (tmp_path / "nbs" / "02_busy.ipynb").write_text(json.dumps(_nb([PARAMS, busy])))
     (tmp_path / "figures" / "smoke").mkdir(parents=True)
@@ -83,7 +87,8 @@ def project(tmp_path):
     return tmp_path
 
 
-def _wait_for(path: Path, seconds: float = 60) -> None:
+def _wait_for(path: Path, seconds: float = 600) -> None:
+    "Return as soon as `path` exists; fail after `seconds` (a deadline for a stuck run, not a wait)."
     end = time.time() + seconds
     while not path.exists():
         assert time.time() < end, f"{path} never appeared"
@@ -95,8 +100,8 @@ def test_a_killed_run_leaves_no_process_and_no_changed_file(project, how):
     before = _snapshot(project / "figures"), (project / "README.md").read_text()
     tag = uuid.uuid4().hex
     run = _start(project, ["--profile", "smoke", "--seeds", "0"], tag)
-    _wait_for(project / "nbs" / "busy")
-    time.sleep(3)  # the two workers are sleeping in their jobs
+    for marker in ("working-0", "working-1"):  # the two workers are in their jobs
+        _wait_for(project / marker)
     assert len(_tagged(tag)) >= 4  # the command, its kernel, two workers (and multiprocessing's resource tracker)
     if how == "group":  # kill -9 of the command's process group
         os.killpg(run.pid, signal.SIGKILL)
@@ -107,14 +112,14 @@ def test_a_killed_run_leaves_no_process_and_no_changed_file(project, how):
     else:  # the kernel alone dies (as when the machine runs out of memory)
         kernel = [p for p in _tagged(tag) if b"ipykernel" in Path(f"/proc/{p}/cmdline").read_bytes()]
         os.kill(kernel[0], signal.SIGKILL)
-    out, err = run.communicate(timeout=60)
+    out, err = run.communicate(timeout=600)
     assert _wait_gone(tag) == [], "processes outlived the run"
     # notebook 01 ran, but nothing is published from a failed run
     assert (_snapshot(project / "figures"), (project / "README.md").read_text()) == before
     if how == "kernel":
         ours = [l for l in err.splitlines() if l.startswith("spurnb: error:")]  # (the orphaned resource tracker
         assert run.returncode == 1 and len(ours) == 1 and ours[0].startswith(  # may warn after it, on the terminal)
-            "spurnb: error: 02_busy.ipynb: the kernel died in cell 2 ('import time')"), err
+            "spurnb: error: 02_busy.ipynb: the kernel died in cell 2 ('from spurnb.config import run_jobs')"), err
     if how in ("command", "ctrl-c"):
         assert run.returncode == 130 and "spurnb: interrupted; figures/ unchanged" in err, err[-3000:]
 
@@ -149,6 +154,19 @@ def _copy_project(dest: Path) -> Path:
     return dest
 
 
+def _worker_cpu_s(tag: str) -> list[float]:
+    "CPU seconds used so far by each of the run's multiprocessing workers."
+    out = []
+    for p in _tagged(tag):
+        try:
+            if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes():
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+                out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
 def _numbers(proj: Path) -> dict:
     "results.json without what differs between runs of the same code (timings, commit)."
     doc = json.loads((proj / "figures" / "smoke" / "results.json").read_text())
@@ -167,11 +185,9 @@ def smoke_runs(tmp_path_factory):
     tag, cache = uuid.uuid4().hex, out / "cache-killed"
     r = _start(killed, SMOKE, tag, SPURNB_CACHE=str(cache), **env)
     end = time.time() + 600
-    while not list((cache / "erm").glob("*.tmp*")) and not any(
-            b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes() for p in _tagged(tag) if Path(f"/proc/{p}").exists()):
-        assert time.time() < end and r.poll() is None, "the run ended before its workers started"
+    while len([s for s in _worker_cpu_s(tag) if s >= 5]) < 2:  # both workers past their imports, training
+        assert time.time() < end and r.poll() is None, "the run ended before its workers trained"
         time.sleep(0.2)
-    time.sleep(2)  # mid-training
     os.killpg(r.pid, signal.SIGKILL)
     r.wait(60)
     survivors = _wait_gone(tag)
