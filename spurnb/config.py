@@ -228,6 +228,8 @@ def _fill_dataset(
 # %% ../nbs/A1_config.ipynb #b664f04a
 LESSON_CHANGES: dict[str, Any] = {  # the lesson profile: the cpu profile with these values
     "seeds": [0], "ddb.ablations": False, "baselines.methods": ["upsample", "dfr"],
+    "baselines.epochs": 10, "baselines.dfr_retrains": 3, "baselines.n_boot": 200, "ddb.retrain.epochs": 8,
+    "ddb.inversion.steps": 150, "generator.eval_samples": 4,
 }
 
 
