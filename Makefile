@@ -22,7 +22,7 @@ lab: $(STAMP)
 ## make test: pytest, the notebooks' own tests, an export/clean sync check, a smoke papermill run and its site,
 ## checked in headless Chromium (screenshots in runs/), and the committed cpu site in docs/
 test: $(STAMP)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=15 tests
 	SPURNB_PROFILE=smoke $(BIN)/nbdev_test --n_workers 1
 	$(MAKE) --no-print-directory sync-check
 	$(BIN)/spurnb reproduce --profile smoke

@@ -61,11 +61,21 @@ def _snapshot(folder: Path) -> dict:
 
 
 def _start(proj: Path, args: list, tag: str, **env) -> subprocess.Popen:
-    "`spurnb reproduce ...` in its own process group, every process it starts tagged with `tag`."
+    "`spurnb reproduce ...` in its own process group, every process it starts tagged with `tag`; output to a log file."
     e = {**os.environ, "FAULT_TAG": tag, "PYTHONPATH": str(proj), **env}
     e.pop("SPURNB_PROFILE", None)
-    return subprocess.Popen([*CLI, "reproduce", *args], cwd=proj, env=e, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = proj.parent / f"{proj.name}-{tag}.log"  # a file, not a pipe: a full pipe would stall a slow run's progress bars
+    with open(log, "w") as f:
+        run = subprocess.Popen([*CLI, "reproduce", *args], cwd=proj, env=e, stdout=f, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    run.log = log
+    return run
+
+
+def _finish(run: subprocess.Popen, seconds: float = 1200) -> str:
+    "Wait for `run` (a deadline for a stuck run, not a wait) and return what it printed."
+    run.wait(seconds)
+    return run.log.read_text()
 
 
 @pytest.fixture
@@ -112,7 +122,7 @@ def test_a_killed_run_leaves_no_process_and_no_changed_file(project, how):
     else:  # the kernel alone dies (as when the machine runs out of memory)
         kernel = [p for p in _tagged(tag) if b"ipykernel" in Path(f"/proc/{p}/cmdline").read_bytes()]
         os.kill(kernel[0], signal.SIGKILL)
-    out, err = run.communicate(timeout=600)
+    err = _finish(run)
     assert _wait_gone(tag) == [], "processes outlived the run"
     # notebook 01 ran, but nothing is published from a failed run
     assert (_snapshot(project / "figures"), (project / "README.md").read_text()) == before
@@ -180,20 +190,23 @@ def smoke_runs(tmp_path_factory):
     env = {"SPURNB_JOBS": "2"}
     whole = _copy_project(out / "whole")
     r = _start(whole, SMOKE, uuid.uuid4().hex, SPURNB_CACHE=str(out / "cache-whole"), **env)
-    assert r.wait(600) == 0, r.stderr.read()
+    err = _finish(r)
+    assert r.returncode == 0, err[-3000:]
     killed = _copy_project(out / "killed")
     tag, cache = uuid.uuid4().hex, out / "cache-killed"
     r = _start(killed, SMOKE, tag, SPURNB_CACHE=str(cache), **env)
     end = time.time() + 600
-    while len([s for s in _worker_cpu_s(tag) if s >= 5]) < 2:  # both workers past their imports, training
+    # both workers past their imports (a few CPU seconds), or a first entry being written: training is under way
+    while len([s for s in _worker_cpu_s(tag) if s >= 4]) < 2 and not list((cache / "erm").glob("*.tmp*")):
         assert time.time() < end and r.poll() is None, "the run ended before its workers trained"
         time.sleep(0.2)
     os.killpg(r.pid, signal.SIGKILL)
-    r.wait(60)
+    _finish(r)
     survivors = _wait_gone(tag)
     figures_after_kill = (killed / "figures" / "smoke" / "results.json").exists()
     rerun = _start(killed, SMOKE, uuid.uuid4().hex, SPURNB_CACHE=str(cache), **env)
-    assert rerun.wait(600) == 0, rerun.stderr.read()
+    err = _finish(rerun)
+    assert rerun.returncode == 0, err[-3000:]
     return {"whole": whole, "killed": killed, "survivors": survivors, "figures_after_kill": figures_after_kill,
             "cache": cache, "env": env}
 
@@ -211,7 +224,7 @@ def test_a_flipped_byte_in_a_cache_entry_is_recomputed(smoke_runs):
     data[len(data) // 2] ^= 0x10
     entry.write_bytes(bytes(data))
     r = _start(proj, SMOKE[:3] + ["03"] + SMOKE[4:], uuid.uuid4().hex, SPURNB_CACHE=str(cache), **smoke_runs["env"])
-    err = r.communicate(timeout=600)[1]
+    err = _finish(r)
     assert r.returncode == 0, err
     # the warning shows in the executed notebook, or on the terminal when a worker process read the entry
     shown = (proj / "runs" / "smoke" / "03_erm.ipynb").read_text() + err
