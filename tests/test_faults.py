@@ -60,6 +60,12 @@ def _snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _as_on_a_terminal() -> None:
+    "Give the command SIGINT's default action, as a terminal's foreground job has."
+    # a test suite started in the background (CI under `nohup ... &`) ignores SIGINT, every child inherits that, and Ctrl-C would then do nothing
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(proj: Path, args: list, tag: str, **env) -> subprocess.Popen:
     "`spurnb reproduce ...` in its own process group, every process it starts tagged with `tag`; output to a log file."
     e = {**os.environ, "FAULT_TAG": tag, "PYTHONPATH": str(proj), **env}
@@ -67,7 +73,7 @@ def _start(proj: Path, args: list, tag: str, **env) -> subprocess.Popen:
     log = proj.parent / f"{proj.name}-{tag}.log"  # a file, not a pipe: a full pipe would stall a slow run's progress bars
     with open(log, "w") as f:
         run = subprocess.Popen([*CLI, "reproduce", *args], cwd=proj, env=e, stdout=f, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True, preexec_fn=_as_on_a_terminal)
     run.log = log
     return run
 
