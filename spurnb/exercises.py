@@ -270,7 +270,9 @@ def run_exercises(
 
 def main(argv: list[str] | None = None) -> int:
     "`spurnb exercises [--max-minutes M]`: run every Try-this exercise on the lesson profile."
-    parser = argparse.ArgumentParser(prog="spurnb exercises", description=run_exercises.__doc__)
+    parser = argparse.ArgumentParser(prog="spurnb exercises", description=(
+        "Run every Try-this exercise of the notebooks on the lesson profile (cheapest first; a rerun resumes) and store "
+        "what each gave in figures/lesson/exercises.json; set SPURNB_CACHE to the lesson run's cache to reuse it."))
     parser.add_argument("--max-minutes", type=float, help="skip exercises the lesson benchmark says take longer "
                         "(and those whose time it cannot tell)")
     parser.add_argument("--notebooks", nargs="+", metavar="NN", help="only these notebooks' exercises, e.g. 08 09")
