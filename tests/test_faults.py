@@ -46,8 +46,7 @@ def _tagged(tag: str) -> list[int]:
 
 
 def _wait_gone(tag: str, seconds: float = 120) -> list[int]:
-    "The run's processes still alive once they are all gone or `seconds` have passed (a deadline, not a wait)."
-    "Wait until no tagged process is left (at most `seconds`); the survivors."
+    "Wait until no tagged process is left (`seconds` is a deadline for a stuck run); the survivors."
     end = time.time() + seconds
     while (left := _tagged(tag)) and time.time() < end:
         time.sleep(0.25)
@@ -62,7 +61,8 @@ def _snapshot(folder: Path) -> dict:
 
 def _as_on_a_terminal() -> None:
     "Give the command SIGINT's default action, as a terminal's foreground job has."
-    # a test suite started in the background (CI under `nohup ... &`) ignores SIGINT, every child inherits that, and Ctrl-C would then do nothing
+    # a suite started in the background (CI under `nohup ... &`) ignores SIGINT; every child inherits that, and
+    # Ctrl-C would then do nothing
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
