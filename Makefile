@@ -19,13 +19,14 @@ docs: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs/
 
-## make test: pytest, the notebooks' own tests, an export/clean sync check, a smoke papermill run and its site,
-## checked in headless Chromium (screenshots in runs/), and the committed cpu site in docs/
+## make test: pytest, an export/clean sync check, a smoke papermill run, the notebooks' own tests (nbdev_test, two
+## at a time, on the smoke run's cached models; their figures go to runs/nbdev_test), the smoke run's site checked in
+## headless Chromium (screenshots in runs/), and the committed cpu site in docs/
 test: $(STAMP)
 	$(BIN)/pytest -q --durations=15 tests
-	SPURNB_PROFILE=smoke $(BIN)/nbdev_test --n_workers 1
 	$(MAKE) --no-print-directory sync-check
 	$(BIN)/spurnb reproduce --profile smoke
+	SPURNB_PROFILE=smoke SPURNB_FIGURES=runs/nbdev_test/figures $(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/spurnb docs --profile smoke
 	$(BIN)/spurnb check-site runs/smoke/site --screenshots runs/
 	$(BIN)/spurnb check-site docs
