@@ -19,11 +19,12 @@ docs: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs/
 
-## make test: pytest, an export/clean sync check, a smoke papermill run, the notebooks' own tests (nbdev_test, two
-## at a time, on the smoke run's cached models; their figures go to runs/nbdev_test), the smoke run's site checked in
-## headless Chromium (screenshots in runs/), and the committed cpu site in docs/
+## make test: pytest (two worker processes, one test file at a time each, the slowest files first), an export/clean
+## sync check, a smoke papermill run, the notebooks' own tests (nbdev_test, two at a time, on the smoke run's cached
+## models; their figures go to runs/nbdev_test), the smoke run's site checked in headless Chromium (screenshots in
+## runs/), and the committed cpu site in docs/
 test: $(STAMP)
-	$(BIN)/pytest -q --durations=15 tests
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 	$(MAKE) --no-print-directory sync-check
 	$(BIN)/spurnb reproduce --profile smoke
 	SPURNB_PROFILE=smoke SPURNB_FIGURES=runs/nbdev_test/figures $(BIN)/nbdev_test --n_workers 2 --timing
