@@ -19,12 +19,13 @@ docs: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs/
 
-## make test: pytest (two worker processes, one test file at a time each, the slowest files first), an export/clean
+## make test: pytest (two single-threaded worker processes, one test file at a time each, the slowest files first;
+## more threads than cores made the runs the tests start 1.5-3 times slower), an export/clean
 ## sync check, a smoke papermill run, the notebooks' own tests (nbdev_test, two at a time, on the smoke run's cached
 ## models; their figures go to runs/nbdev_test), the smoke run's site checked in headless Chromium (screenshots in
 ## runs/), and the committed cpu site in docs/
 test: $(STAMP)
-	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 	$(MAKE) --no-print-directory sync-check
 	$(BIN)/spurnb reproduce --profile smoke
 	SPURNB_PROFILE=smoke SPURNB_FIGURES=runs/nbdev_test/figures $(BIN)/nbdev_test --n_workers 2 --timing
