@@ -4,7 +4,7 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.spurnb-installed
 
-.PHONY: reproduce docs lab test install export sync-check clean-runs generator pretrained
+.PHONY: reproduce docs lab test pytest smoke-run install export sync-check clean-runs generator pretrained
 
 ## make reproduce: run every notebook on the cpu profile, regenerate figures/cpu/ and the site in docs/
 reproduce: $(STAMP)
@@ -19,19 +19,27 @@ docs: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs/
 
-## make test: pytest (two single-threaded worker processes, one test file at a time each, the slowest files first;
-## more threads than cores made the runs the tests start 1.5-3 times slower), an export/clean
-## sync check, a smoke papermill run, the notebooks' own tests (nbdev_test, two at a time, on the smoke run's cached
-## models; their figures go to runs/nbdev_test), the smoke run's site checked in headless Chromium (screenshots in
-## runs/), and the committed cpu site in docs/
+## make test: an export/clean sync check; then pytest and a smoke papermill run side by side (`make -j2`; each
+## prints when it ends); the notebooks' own tests (nbdev_test, two at a time, on the smoke run's cached models; their
+## figures go to runs/nbdev_test); the smoke run's site checked in headless Chromium (screenshots in runs/), and the
+## committed cpu site in docs/
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 	$(MAKE) --no-print-directory sync-check
-	$(BIN)/spurnb reproduce --profile smoke
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest smoke-run
 	SPURNB_PROFILE=smoke SPURNB_FIGURES=runs/nbdev_test/figures $(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/spurnb docs --profile smoke
 	$(BIN)/spurnb check-site runs/smoke/site --screenshots runs/
 	$(BIN)/spurnb check-site docs
+
+## make pytest: the test suite on two single-threaded worker processes, one test file at a time each, the slowest
+## files first (threads beyond the 2 cores made the runs the tests start 1.5-3 times slower)
+pytest: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
+
+## make smoke-run: every notebook at smoke size under papermill (runs/smoke, figures/smoke, runs/cache); a single
+## kernel leaves about 40% of two cores idle, which pytest uses when `make test` runs both
+smoke-run: $(STAMP)
+	$(BIN)/spurnb reproduce --profile smoke
 
 ## make generator: retrain the embedded mini Stable Diffusion and its inpainting UNet (resumable); replace spurnb/assets/mini-sd*
 generator: $(STAMP)
