@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(BIN)/spurnb check-site docs
 
 ## make pytest: the test suite on two single-threaded worker processes, one test file at a time each, the slowest
-## files first (threads beyond the 2 cores made the runs the tests start 1.5-3 times slower)
+## files first (more threads than cores slowed the runs the tests start: the paper-profile test took 697 s, not 498)
 pytest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
