@@ -31,8 +31,9 @@ test: $(STAMP)
 	$(BIN)/spurnb check-site runs/smoke/site --screenshots runs/
 	$(BIN)/spurnb check-site docs
 
-## make pytest: the test suite on two single-threaded worker processes, one test file at a time each, the slowest
-## files first (more threads than cores slowed the runs the tests start: the paper-profile test took 697 s, not 498)
+## make pytest: the test suite on two worker processes, one test file at a time each, the slowest files first; one
+## thread per worker, so that the two workers use the two cores (the paper-profile test sets its own runs to one
+## thread too: at two each it took 697 s alone, not 498)
 pytest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
