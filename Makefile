@@ -22,11 +22,13 @@ lab: $(STAMP)
 ## make test: an export/clean sync check; then pytest and a smoke papermill run side by side (`make -j2`; each
 ## prints when it ends); the notebooks' own tests (nbdev_test, two at a time, on the smoke run's cached models; their
 ## figures go to runs/nbdev_test); the smoke run's site checked in headless Chromium (screenshots in runs/), and the
-## committed cpu site in docs/
+## committed cpu site in docs/. Every process runs one thread: two cores are already busy with two or more processes,
+## and a two-thread process among them spins in OpenMP's barriers (three 2-thread trainings side by side used 3-4x the
+## CPU time of the same trainings at one thread each; benchmarks/threads.txt)
 test: $(STAMP)
 	$(MAKE) --no-print-directory sync-check
-	$(MAKE) --no-print-directory -j2 --output-sync=target pytest smoke-run
-	SPURNB_PROFILE=smoke SPURNB_FIGURES=runs/nbdev_test/figures $(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target pytest smoke-run
+	OMP_NUM_THREADS=1 SPURNB_PROFILE=smoke SPURNB_FIGURES=runs/nbdev_test/figures $(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/spurnb docs --profile smoke
 	$(BIN)/spurnb check-site runs/smoke/site --screenshots runs/
 	$(BIN)/spurnb check-site docs

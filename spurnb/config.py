@@ -13,10 +13,12 @@ import random
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the command line answers (and refuses) in a second
+    import torch
 
 # %% auto #0
 __all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'LESSON_CHANGES', 'CHOICES', 'AT_LEAST_ONE', 'UNIT', 'SEEDS', 'SIGNED',
@@ -343,6 +345,8 @@ def check_value(
 # %% ../nbs/A1_config.ipynb #1eba9601
 def seed_everything(seed: int) -> torch.Generator:
     "Seed Python, numpy and torch; return a fresh `torch.Generator` seeded with `seed`."
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -351,6 +355,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def resolve_device(name: str = "auto") -> torch.device:
     "`auto` -> CUDA when available, else CPU; anything else is passed to `torch.device`."
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -522,7 +528,7 @@ def digest(arrays: dict) -> str:
     h = hashlib.sha256()
     for k in sorted(arrays):
         v = arrays[k]
-        v = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        v = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)  # a torch tensor, or array-like
         h.update(f"{k}:{v.shape}:{v.dtype}".encode())
         h.update(np.ascontiguousarray(v).tobytes())
     return h.hexdigest()[:16]
@@ -640,6 +646,8 @@ def _worker_init(threads: int, parent: int) -> None:
 
     tqdm.std.tqdm.__init__ = quiet  # the parent shows one bar for all jobs
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers when it is interrupted
+    import torch
+
     torch.set_num_threads(threads)
 
     def watch():  # a worker never outlives `parent`, the process that started it (even one killed while we started)
