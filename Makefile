@@ -27,7 +27,7 @@ lab: $(STAMP)
 ## CPU time of the same trainings at one thread each; benchmarks/threads.txt)
 test: $(STAMP)
 	$(MAKE) --no-print-directory sync-check
-	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target pytest smoke-run
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target pytest smoke-run SMOKE_JOBS=1
 	OMP_NUM_THREADS=1 SPURNB_PROFILE=smoke SPURNB_FIGURES=runs/nbdev_test/figures $(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/spurnb docs --profile smoke
 	$(BIN)/spurnb check-site runs/smoke/site --screenshots runs/
@@ -40,9 +40,12 @@ pytest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 ## make smoke-run: every notebook at smoke size under papermill (runs/smoke, figures/smoke, runs/cache); a single
-## kernel leaves about 40% of two cores idle, which pytest uses when `make test` runs both
+## kernel leaves about 40% of two cores idle, which pytest uses when `make test` runs both. There (SMOKE_JOBS=1) its
+## independent jobs run in the kernel, one after another: pytest keeps the other core busy, and each pool of worker
+## processes would first import torch and spurnb again (~10 CPU-s per worker)
+SMOKE_JOBS ?=
 smoke-run: $(STAMP)
-	$(BIN)/spurnb reproduce --profile smoke
+	$(if $(SMOKE_JOBS),SPURNB_JOBS=$(SMOKE_JOBS) )$(BIN)/spurnb reproduce --profile smoke
 
 ## make generator: retrain the embedded mini Stable Diffusion and its inpainting UNet (resumable); replace spurnb/assets/mini-sd*
 generator: $(STAMP)

@@ -200,6 +200,8 @@ def smoke_runs(tmp_path_factory):
     assert r.returncode == 0, err[-3000:]
     killed = _copy_project(out / "killed")
     tag, cache = uuid.uuid4().hex, out / "cache-killed"
+    # the killed run starts with the whole run's world pretraining (not what is tested), without its two trainings
+    shutil.copytree(out / "cache-whole", cache, ignore=lambda d, names: ["erm"] if Path(d) == out / "cache-whole" else [])
     r = _start(killed, SMOKE, tag, SPURNB_CACHE=str(cache), **env)
     end = time.time() + 600
     # both workers past their imports (a few CPU seconds), or a first entry being written: training is under way
