@@ -12,8 +12,10 @@ import os
 import random
 import shutil
 import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -26,8 +28,8 @@ __all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'LESSON_CHANGES', 'CHO
            'derive_profile', 'check_value', 'seed_everything', 'resolve_device', 'project_root', 'find_project',
            'check_environment', 'run_name', 'output_path', 'figures_root', 'run_paths', 'assets_dir', 'sha256_file',
            'write_sums', 'check_sums', 'CacheWarning', 'config_hash', 'digest', 'save_artifact', 'load_artifact',
-           'artifact_hash', 'read_entry', 'cached', 'job_count', 'run_jobs', 'git_commit', 'atomic_write_text',
-           'update_results', 'shipped_artifact', 'ship_artifact', 'departures']
+           'artifact_hash', 'read_entry', 'file_lock', 'cached', 'job_count', 'run_jobs', 'git_commit',
+           'atomic_write_text', 'update_results', 'shipped_artifact', 'ship_artifact', 'departures']
 
 # %% ../nbs/A1_config.ipynb #c04d33cf
 PER_DATASET = "<per dataset>"  # a profile value taken from DATASET_SETTINGS[data.name] by `get_config`
@@ -589,6 +591,27 @@ def read_entry(folder: str | Path) -> dict | None:
         return None
 
 
+@contextmanager
+def file_lock(path: str | Path, waiting: str = "") -> Iterator[None]:
+    "Hold an exclusive lock on `path` (created if missing) while the block runs; print `waiting` once if another process holds it."
+    import fcntl  # an flock: released by the kernel when its holder dies, so a killed run leaves no stale lock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:  # closing the file releases the lock
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(f"waiting for another process: {waiting}", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError as e:  # a file system without locks (some network mounts): go on unlocked
+            import warnings
+
+            warnings.warn(f"cannot lock {path} ({e}): concurrent processes may repeat this work", stacklevel=3)
+        yield
+
+
 def cached(
     stage: str,  # artifact kind, e.g. "erm"
     key: dict,  # everything the result depends on (config section, seed, ...)
@@ -601,21 +624,21 @@ def cached(
     art = read_entry(final)
     if art is not None:
         return art
-    art = shipped_artifact(shipped, stage, key) if shipped else None
-    art = compute() if art is None else art
-    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_artifact(tmp, art)
-    (tmp / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
-    write_sums(tmp)  # last: an entry without its manifest is unfinished
-    try:
-        os.replace(tmp, final)
-    except OSError:  # another process finished first, or a stale partial folder is in the way
-        if (final / "SHA256SUMS").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
+    # one process computes an entry; another that wants it (a second run or worker on this cache) waits, then reads it
+    with file_lock(Path(cache_dir) / ".locks" / f"{stage}-{final.name}", f"computing cache entry {final}"):
+        art = read_entry(final)
+        if art is not None:
+            return art
+        art = shipped_artifact(shipped, stage, key) if shipped else None
+        art = compute() if art is None else art
+        tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_artifact(tmp, art)
+        (tmp / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
+        write_sums(tmp)  # last: an entry without its manifest is unfinished
+        if final.exists():  # a broken entry (read_entry warned) or a partial folder left by a killed run
             shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+        os.replace(tmp, final)
     out = read_entry(final)
     return art if out is None else out
 
@@ -754,14 +777,19 @@ def _merge(base: dict, patch: dict) -> dict:
 
 def update_results(path: str | Path, patch: dict) -> dict:
     "Merge `patch` into the results JSON at `path` (created if missing) and return the whole document."
+    import tempfile
+
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text()) if path.exists() else {}
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({str(e).splitlines()[0]}): restore it from git, or delete it and "
-                         "rerun every notebook") from None
-    doc = _merge(doc, patch)
-    atomic_write_text(path, json.dumps(doc, indent=1, default=float) + "\n")
+    # read, merge and write under one lock (kept outside the tracked folder): concurrent writers lose no keys
+    lock = Path(tempfile.gettempdir()) / "spurnb-locks" / config_hash(str(path.resolve()))
+    with file_lock(lock, f"updating {path}"):
+        try:
+            doc = json.loads(path.read_text()) if path.exists() else {}
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not valid JSON ({str(e).splitlines()[0]}): restore it from git, or delete it "
+                             "and rerun every notebook") from None
+        doc = _merge(doc, patch)
+        atomic_write_text(path, json.dumps(doc, indent=1, default=float) + "\n")
     return doc
 
 # %% ../nbs/A1_config.ipynb #9776cb6a
