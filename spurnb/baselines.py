@@ -102,7 +102,8 @@ def train_groupdro(
         state["q"] = groupdro_update(state["q"], gl, present, eta)
         return (state["q"] * gl).sum()
 
-    model, hist = fit(new_model(), train, val, ecfg, seed, select="worst", device=device, desc=f"groupdro(seed={seed})", batch_loss=batch_loss)
+    model, hist = fit(new_model(), train, val, ecfg, seed, select="worst", device=device, desc=f"groupdro(seed={seed})",
+                      batch_loss=batch_loss, state=state)
     return model, {"history": hist, "q": state["q"].cpu().tolist()}
 
 # %% ../nbs/10_baselines.ipynb #7f6d4fc6
@@ -299,7 +300,7 @@ def train_lisa(
     "LISA selective mixup; the model at the best validation worst-group epoch and meta counting the batch modes."
     rng = np.random.default_rng([seed, 1])
     eye = torch.eye(train.n_classes)
-    modes = {"intra_label": 0, "intra_domain": 0}
+    modes = {"intra_label": 0, "intra_domain": 0}  # batch counts (checkpointed with the pairing's random state)
 
     def batch_loss(model, idx, load):
         mode = "intra_label" if rng.random() < bcfg["lisa_p_sel"] else "intra_domain"
@@ -311,7 +312,8 @@ def train_lisa(
         target = (lam[:, None] * eye[train.y[idx]] + (1 - lam[:, None]) * eye[train.y[jdx]]).to(device)
         return -(target * F.log_softmax(model(lx * x1 + (1 - lx) * x2), 1)).sum(1).mean()
 
-    model, hist = fit(new_model(), train, val, ecfg, seed, select="worst", device=device, desc=f"lisa(seed={seed})", batch_loss=batch_loss)
+    model, hist = fit(new_model(), train, val, ecfg, seed, select="worst", device=device, desc=f"lisa(seed={seed})",
+                      batch_loss=batch_loss, state={"rng": rng, "modes": modes})
     return model, {"history": hist, "batches": modes}
 
 # %% ../nbs/10_baselines.ipynb #f435d406

@@ -28,7 +28,7 @@ __all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'LESSON_CHANGES', 'CHO
            'derive_profile', 'check_value', 'seed_everything', 'resolve_device', 'project_root', 'find_project',
            'check_environment', 'run_name', 'output_path', 'figures_root', 'run_paths', 'assets_dir', 'sha256_file',
            'write_sums', 'check_sums', 'CacheWarning', 'config_hash', 'digest', 'save_artifact', 'load_artifact',
-           'artifact_hash', 'read_entry', 'file_lock', 'cached', 'job_count', 'run_jobs', 'git_commit',
+           'artifact_hash', 'read_entry', 'file_lock', 'work_dir', 'cached', 'job_count', 'run_jobs', 'git_commit',
            'atomic_write_text', 'update_results', 'shipped_artifact', 'ship_artifact', 'departures']
 
 # %% ../nbs/A1_config.ipynb #c04d33cf
@@ -612,6 +612,14 @@ def file_lock(path: str | Path, waiting: str = "") -> Iterator[None]:
         yield
 
 
+_WORK: dict = {"dirs": []}  # folders of the cache entries being computed in this process, innermost last
+
+
+def work_dir(name: str) -> Path | None:
+    "Where the computation of the innermost cache entry under way keeps resumable state `name` (removed once the entry is stored); None outside `cached`."
+    return _WORK["dirs"][-1] / name if _WORK["dirs"] else None
+
+
 def cached(
     stage: str,  # artifact kind, e.g. "erm"
     key: dict,  # everything the result depends on (config section, seed, ...)
@@ -630,7 +638,13 @@ def cached(
         if art is not None:
             return art
         art = shipped_artifact(shipped, stage, key) if shipped else None
-        art = compute() if art is None else art
+        work = final.with_name(f"{final.name}.work")  # checkpoints of a killed computation, resumed here
+        if art is None:
+            _WORK["dirs"].append(work)
+            try:
+                art = compute()
+            finally:
+                _WORK["dirs"].pop()
         tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         save_artifact(tmp, art)
@@ -639,6 +653,7 @@ def cached(
         if final.exists():  # a broken entry (read_entry warned) or a partial folder left by a killed run
             shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        shutil.rmtree(work, ignore_errors=True)
     out = read_entry(final)
     return art if out is None else out
 

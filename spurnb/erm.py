@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import re
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -15,14 +18,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from .config import cached, seed_everything
+from .config import CacheWarning, cached, seed_everything, work_dir
 from .data import GroupDataset, load_split
 from .metrics import group_report
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BasicBlock', 'SmallResNet', 'ImageNetResNet50', 'load_state', 'make_model',
-           'make_transform', 'batch_pad_crop', 'predict', 'features', 'per_sample_losses', 'fit', 'lowest_loss',
-           'world_key', 'pretrain_world', 'initial_weights', 'training_knobs', 'train_erm', 'majority_fraction']
+           'make_transform', 'batch_pad_crop', 'predict', 'features', 'per_sample_losses', 'save_fit_state',
+           'load_fit_state', 'fit', 'lowest_loss', 'world_key', 'pretrain_world', 'initial_weights', 'training_knobs',
+           'train_erm', 'majority_fraction']
 
 # %% ../nbs/03_erm.ipynb #7fb4244c
 class BasicBlock(nn.Module):
@@ -198,6 +202,87 @@ def per_sample_losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     "Cross-entropy of each sample on its own (not a batch mean)."
     return F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(np.asarray(y)), reduction="none").numpy()
 
+# %% ../nbs/03_erm.ipynb #b2233031
+def _rng_states(g: torch.Generator) -> dict:
+    "The random states a training depends on: `g`, torch's global CPU (and CUDA) generators, numpy's and Python's."
+    import random
+
+    np_state = np.random.get_state()
+    return {"g": g.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]}
+
+
+def _set_rng_states(s: dict, g: torch.Generator) -> None:
+    "Restore what `_rng_states` saved."
+    import random
+
+    g.set_state(s["g"])
+    torch.set_rng_state(s["torch"])
+    if s["cuda"]:
+        torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state((s["numpy"][0], s["numpy"][1].numpy().astype(np.uint32), *s["numpy"][2:]))
+    random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
+
+
+def save_fit_state(
+    path: Path, epoch: int, model: nn.Module, opt, sched, g: torch.Generator, state: dict | None,
+    best: float, best_state: dict | None, history: list[dict],
+) -> None:
+    "Atomically write everything `fit` needs to go on after `epoch` as if it had never stopped."
+    extra = {k: {"np_generator": v.bit_generator.state} if isinstance(v, np.random.Generator) else v
+             for k, v in (state or {}).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    torch.save({"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "rng": _rng_states(g), "state": extra, "best": best, "best_state": best_state, "history": history}, tmp)
+    os.replace(tmp, path)
+
+
+def load_fit_state(
+    path: Path, model: nn.Module, opt, sched, g: torch.Generator, state: dict | None, device,
+) -> dict | None:
+    "Restore `save_fit_state`'s checkpoint into the objects given; its epoch, best score and history, or None (with a `CacheWarning`) when it is unreadable."
+    import warnings
+
+    def snapshot(v):
+        return v.bit_generator.state if isinstance(v, np.random.Generator) else copy.deepcopy(v)
+
+    def restore(k, v):  # into the objects the caller's `batch_loss` holds: Generators and dicts in place
+        if isinstance(state[k], np.random.Generator):
+            state[k].bit_generator.state = v["np_generator"] if "np_generator" in v else v
+        elif isinstance(state[k], dict):
+            state[k].clear()
+            state[k].update(v)
+        else:
+            state[k] = v
+
+    before = {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
+              "sched": copy.deepcopy(sched.state_dict()), "rng": _rng_states(g),
+              "state": {k: snapshot(v) for k, v in (state or {}).items()}}
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # nothing is unpickled
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        _set_rng_states(saved["rng"], g)
+        for k, v in saved["state"].items():
+            restore(k, v)
+    except Exception as e:  # noqa: BLE001 -- any damage: start the training afresh, from the same initial weights
+        model.load_state_dict(before["model"])
+        opt.load_state_dict(before["opt"])
+        sched.load_state_dict(before["sched"])
+        _set_rng_states(before["rng"], g)
+        for k, v in before["state"].items():
+            restore(k, v)
+        warnings.warn(f"checkpoint {path} is unreadable and is ignored: {str(e).splitlines()[0] if str(e) else e!r}",
+                      CacheWarning, stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+    print(f"{path.name}: resuming after epoch {saved['epoch'] + 1}", file=sys.stderr, flush=True)
+    return saved
+
 # %% ../nbs/03_erm.ipynb #830e7775
 def fit(
     model: nn.Module,  # classifier, trained in place
@@ -211,8 +296,9 @@ def fit(
     device: str | torch.device = "cpu",  # where to train
     desc: str = "fit",  # progress-bar label
     batch_loss: Callable | None = None,  # `batch_loss(model, idx, load) -> loss`; default: cross-entropy on targets
+    state: dict | None = None,  # what `batch_loss` keeps between batches (tensors, numbers, numpy Generators): checkpointed
 ) -> tuple[nn.Module, list[dict]]:
-    "Train with AdamW or Adam (`optimizer`; cross-entropy unless `batch_loss` is given); return the best validation epoch's model and the history."
+    "Train with AdamW or Adam (`optimizer`; cross-entropy unless `batch_loss` is given), checkpointing every epoch inside a cache entry; return the best validation epoch's model and the history."
     from tqdm.auto import tqdm
 
     if select not in ("avg", "worst"):
@@ -248,7 +334,13 @@ def fit(
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if ecfg["schedule"] == "cosine"
              else torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0))
     best, best_state, history = -1.0, None, []
-    bar = tqdm(range(ecfg["epochs"]), desc=desc, leave=False)
+    ckpt = work_dir(f"fit-{re.sub(r'[^A-Za-z0-9=_-]+', '_', desc)}.pt")  # None outside a cache entry's computation
+    start = 0
+    if ckpt is not None and ckpt.exists():  # a killed run's last finished epoch: go on from there
+        saved = load_fit_state(ckpt, model, opt, sched, g, state, device)
+        if saved is not None:
+            best, best_state, history, start = saved["best"], saved["best_state"], saved["history"], saved["epoch"] + 1
+    bar = tqdm(range(start, ecfg["epochs"]), desc=desc, leave=False, initial=start, total=ecfg["epochs"])
     for epoch in bar:
         model.train()
         total = 0.0
@@ -265,6 +357,8 @@ def fit(
         if score > best:
             best, best_state = score, copy.deepcopy(model.state_dict())
         bar.set_postfix(loss=f"{total / len(tr):.3f}", val_worst=f"{rep['worst']:.3f}", val_avg=f"{rep['avg']:.3f}")
+        if ckpt is not None and epoch + 1 < ecfg["epochs"]:
+            save_fit_state(ckpt, epoch, model, opt, sched, g, state, best, best_state, history)
     model.load_state_dict(best_state)
     return model, history
 

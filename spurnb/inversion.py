@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import cached, config_hash, seed_everything
+from .config import CacheWarning, cached, config_hash, seed_everything, work_dir
 from .data import GroupDataset, load_split
 from .generator import get_generator, load_generator, model_fingerprint
 
@@ -86,6 +87,59 @@ def token_groups(
 
     f = features / np.clip(np.linalg.norm(features, axis=1, keepdims=True), 1e-12, None)
     return KMeans(min(k, n), n_init=10, random_state=seed).fit_predict(f).astype(np.int64)
+
+# %% ../nbs/05_inversion.ipynb #bd903cb7
+def _save_inversion_state(
+    path: Path, step: int, emb: torch.Tensor, ids: list[int], opt: torch.optim.Optimizer, g: torch.Generator,
+    rng: np.random.Generator, history: list[float],
+) -> None:
+    "Atomically checkpoint textual inversion after `step`: the new words' rows, their AdamW moments, both random states, the losses."
+    st = opt.state[emb]  # only the new words' rows matter: every other row is reset to its start after each step
+    out = {"step": step, "rows": emb[ids].detach().cpu(), "adam_step": st["step"].cpu(),
+           "exp_avg": st["exp_avg"][ids].cpu(), "exp_avg_sq": st["exp_avg_sq"][ids].cpu(), "g": g.get_state(),
+           "torch": torch.get_rng_state(),
+           "rng": rng.bit_generator.state, "history": list(history)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    torch.save(out, tmp)
+    os.replace(tmp, path)
+
+
+def _load_inversion_state(
+    path: Path, emb: torch.Tensor, ids: list[int], opt: torch.optim.Optimizer, g: torch.Generator,
+    rng: np.random.Generator, history: list[float],
+) -> int:
+    "Restore `_save_inversion_state`'s checkpoint; the first step still to run (0, with a `CacheWarning`, when it is unreadable)."
+    import warnings
+
+    try:
+        s = torch.load(path, map_location="cpu", weights_only=True)  # nothing is unpickled
+        if s["rows"].shape != emb[ids].shape:
+            raise ValueError(f"it holds {tuple(s['rows'].shape)} word vectors, this run learns {tuple(emb[ids].shape)}")
+        g_before = g.get_state()
+        torch_before = torch.get_rng_state()
+        g.set_state(s["g"])
+        try:
+            rng.bit_generator.state = s["rng"]
+            torch.set_rng_state(s["torch"])
+        except Exception:
+            g.set_state(g_before)
+            torch.set_rng_state(torch_before)
+            raise
+    except Exception as e:  # noqa: BLE001 -- any damage: learn from the start
+        warnings.warn(f"checkpoint {path} is unreadable and is ignored: {str(e).splitlines()[0] if str(e) else e!r}",
+                      CacheWarning, stacklevel=3)
+        path.unlink(missing_ok=True)
+        return 0
+    with torch.no_grad():
+        emb[ids] = s["rows"].to(emb)
+    moments = {k: torch.zeros_like(emb) for k in ("exp_avg", "exp_avg_sq")}
+    for k, m in moments.items():
+        m[ids] = s[k].to(m)
+    opt.state[emb] = {"step": s["adam_step"], **moments}
+    history[:] = s["history"]
+    print(f"{path.name}: resuming after step {s['step'] + 1}", file=sys.stderr, flush=True)
+    return s["step"] + 1
 
 # %% ../nbs/05_inversion.ipynb #9971c608
 def token_names(
@@ -183,7 +237,9 @@ def learn_tokens(
         sched = DDPMScheduler.from_config(pipe.scheduler.config)
         emb.requires_grad_(True)
         opt = torch.optim.AdamW([emb], lr=icfg["lr"], weight_decay=icfg["weight_decay"])
-        bar = tqdm(range(icfg["steps"]), desc="textual inversion", leave=False)
+        ckpt, every = work_dir("inversion.pt"), max(1, int(icfg["steps"]) // 20)  # ~20 checkpoints in a cache entry
+        first = _load_inversion_state(ckpt, emb, ids, opt, g, rng, history) if ckpt is not None and ckpt.exists() else 0
+        bar = tqdm(range(first, icfg["steps"]), desc="textual inversion", leave=False, initial=first, total=icfg["steps"])
         for step in bar:
             z, w, prompts = [], [], []
             for c in classes:
@@ -211,6 +267,8 @@ def learn_tokens(
             history.append(loss.item())
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
+            if ckpt is not None and (step + 1) % every == 0 and step + 1 < icfg["steps"]:
+                _save_inversion_state(ckpt, step, emb, ids, opt, g, rng, history)
     learned = {t_: emb[i].detach().cpu().clone() for t_, i in zip(tokens, ids)}
     bad = [t_ for t_, v in learned.items() if not torch.isfinite(v).all()]
     if bad:
