@@ -170,19 +170,6 @@ def _copy_project(dest: Path) -> Path:
     return dest
 
 
-def _worker_cpu_s(tag: str) -> list[float]:
-    "CPU seconds used so far by each of the run's multiprocessing workers."
-    out = []
-    for p in _tagged(tag):
-        try:
-            if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes():
-                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-                out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime + stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
-
-
 def _numbers(proj: Path) -> dict:
     "results.json without what differs between runs of the same code (timings, commit)."
     doc = json.loads((proj / "figures" / "smoke" / "results.json").read_text())
@@ -204,11 +191,17 @@ def smoke_runs(tmp_path_factory):
     shutil.copytree(out / "cache-whole", cache, ignore=lambda d, names: ["erm"] if Path(d) == out / "cache-whole" else [])
     r = _start(killed, SMOKE, tag, SPURNB_CACHE=str(cache), **env)
     end = time.time() + 600
-    # both workers past their imports (a few CPU seconds), or a first entry being written: training is under way
-    while len([s for s in _worker_cpu_s(tag) if s >= 4]) < 2 and not list((cache / "erm").glob("*.tmp*")):
-        assert time.time() < end and r.poll() is None, "the run ended before its workers trained"
-        time.sleep(0.2)
-    os.killpg(r.pid, signal.SIGKILL)
+    # a training has finished its first epoch (its checkpoint is written) and goes on with the second: kill -9 then,
+    # every process of the run at once (as a job scheduler or the OOM killer does; the kernel runs in a session of its
+    # own, so a kill of the command's group alone leaves it a moment to finish the epoch)
+    while not list((cache / "erm").glob("*.work/fit-*.pt")):
+        assert time.time() < end and r.poll() is None, "the run ended before a training checkpointed"
+        time.sleep(0.1)
+    for pid in [r.pid, *_tagged(tag)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     _finish(r)
     survivors = _wait_gone(tag)
     figures_after_kill = (killed / "figures" / "smoke" / "results.json").exists()
@@ -216,12 +209,13 @@ def smoke_runs(tmp_path_factory):
     err = _finish(rerun)
     assert rerun.returncode == 0, err[-3000:]
     return {"whole": whole, "killed": killed, "survivors": survivors, "figures_after_kill": figures_after_kill,
-            "cache": cache, "env": env}
+            "cache": cache, "env": env, "rerun_log": err + (killed / "runs" / "smoke" / "03_erm.ipynb").read_text()}
 
 
 def test_kill_mid_training_then_rerun_gives_the_same_results(smoke_runs):
     assert smoke_runs["survivors"] == []
     assert not smoke_runs["figures_after_kill"]  # the killed run published nothing
+    assert "resuming after epoch 1" in smoke_runs["rerun_log"]  # the rerun went on from the killed training's checkpoint
     assert _numbers(smoke_runs["killed"]) == _numbers(smoke_runs["whole"])
 
 
