@@ -226,17 +226,39 @@ def _set_rng_states(s: dict, g: torch.Generator) -> None:
     random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
 
 
+def _fit_snapshot(model: nn.Module, opt, sched, g: torch.Generator, state: dict | None) -> dict:
+    "Copies of the weights, optimiser, schedule, random states and `fit`'s caller `state` (numpy Generators as their bit-generator state)."
+    return {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
+            "sched": copy.deepcopy(sched.state_dict()), "rng": _rng_states(g),
+            "state": {k: {"np_generator": v.bit_generator.state} if isinstance(v, np.random.Generator) else copy.deepcopy(v)
+                      for k, v in (state or {}).items()}}
+
+
+def _apply_fit_snapshot(snap: dict, model: nn.Module, opt, sched, g: torch.Generator, state: dict | None) -> None:
+    "Put `_fit_snapshot`'s copies back, into the very objects the caller's `batch_loss` holds (Generators and dicts in place)."
+    model.load_state_dict(snap["model"])
+    opt.load_state_dict(snap["opt"])
+    sched.load_state_dict(snap["sched"])
+    _set_rng_states(snap["rng"], g)
+    for k, v in snap["state"].items():
+        if isinstance(state[k], np.random.Generator):
+            state[k].bit_generator.state = v["np_generator"]
+        elif isinstance(state[k], dict):
+            state[k].clear()
+            state[k].update(v)
+        else:
+            state[k] = v
+
+
 def save_fit_state(
     path: Path, epoch: int, model: nn.Module, opt, sched, g: torch.Generator, state: dict | None,
     best: float, best_state: dict | None, history: list[dict],
 ) -> None:
     "Atomically write everything `fit` needs to go on after `epoch` as if it had never stopped."
-    extra = {k: {"np_generator": v.bit_generator.state} if isinstance(v, np.random.Generator) else v
-             for k, v in (state or {}).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save({"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "rng": _rng_states(g), "state": extra, "best": best, "best_state": best_state, "history": history}, tmp)
+    torch.save({**_fit_snapshot(model, opt, sched, g, state), "epoch": epoch, "best": best, "best_state": best_state,
+                "history": history}, tmp)
     os.replace(tmp, path)
 
 
@@ -246,36 +268,12 @@ def load_fit_state(
     "Restore `save_fit_state`'s checkpoint into the objects given; its epoch, best score and history, or None (with a `CacheWarning`) when it is unreadable."
     import warnings
 
-    def snapshot(v):
-        return v.bit_generator.state if isinstance(v, np.random.Generator) else copy.deepcopy(v)
-
-    def restore(k, v):  # into the objects the caller's `batch_loss` holds: Generators and dicts in place
-        if isinstance(state[k], np.random.Generator):
-            state[k].bit_generator.state = v["np_generator"] if "np_generator" in v else v
-        elif isinstance(state[k], dict):
-            state[k].clear()
-            state[k].update(v)
-        else:
-            state[k] = v
-
-    before = {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
-              "sched": copy.deepcopy(sched.state_dict()), "rng": _rng_states(g),
-              "state": {k: snapshot(v) for k, v in (state or {}).items()}}
+    before = _fit_snapshot(model, opt, sched, g, state)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)  # nothing is unpickled
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        _set_rng_states(saved["rng"], g)
-        for k, v in saved["state"].items():
-            restore(k, v)
+        _apply_fit_snapshot(saved, model, opt, sched, g, state)
     except Exception as e:  # noqa: BLE001 -- any damage: start the training afresh, from the same initial weights
-        model.load_state_dict(before["model"])
-        opt.load_state_dict(before["opt"])
-        sched.load_state_dict(before["sched"])
-        _set_rng_states(before["rng"], g)
-        for k, v in before["state"].items():
-            restore(k, v)
+        _apply_fit_snapshot(before, model, opt, sched, g, state)
         warnings.warn(f"checkpoint {path} is unreadable and is ignored: {str(e).splitlines()[0] if str(e) else e!r}",
                       CacheWarning, stacklevel=3)
         path.unlink(missing_ok=True)
