@@ -19,8 +19,9 @@ from pathlib import Path
 from .config import PROFILES, get_config, git_commit, project_root, run_name, update_results
 
 # %% auto #0
-__all__ = ['NB_RE', 'KERNEL_RC', 'QUIET_WARNINGS', 'stage_notebooks', 'parse_override', 'notebook_parameters', 'NotebookFailed',
-           'environment', 'run_notebook', 'check_run', 'reproduce', 'main']
+__all__ = ['NB_RE', 'KERNEL_RC', 'QUIET_WARNINGS', 'KEEP_FRESH', 'RESET_CODE', 'stage_notebooks', 'parse_override',
+           'notebook_parameters', 'NotebookFailed', 'environment', 'kernel_environment', 'start_shared_kernel',
+           'reset_kernel', 'run_notebook', 'check_run', 'reproduce', 'main']
 
 # %% ../nbs/A2_reproduce.ipynb #6a3adbac
 NB_RE = re.compile(r"^(\d\d[a-z]?|A\d)_.*\.ipynb$")
@@ -88,11 +89,74 @@ def environment(**values: str):
                 os.environ[k] = v
 
 
+@contextmanager
+def kernel_environment():
+    "The settings a run's kernels start with, for a `with` block: progress bars off, 144-dpi inline figures, tqdm's ipywidgets notice filtered."
+    with tempfile.TemporaryDirectory(prefix="spurnb-kernel-") as tmp:
+        (Path(tmp) / "matplotlibrc").write_text(KERNEL_RC)
+        warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), QUIET_WARNINGS]))
+        with environment(TQDM_DISABLE="1", MATPLOTLIBRC=str(Path(tmp) / "matplotlibrc"), PYTHONWARNINGS=warnings):
+            yield
+
+
+# a fresh kernel's namespace, kept aside when the shared kernel starts; every notebook starts from it again (`%reset`
+# alone also drops `__spec__` and `__loader__`, which multiprocessing's workers need; figures need nothing: the inline
+# backend closes them after each cell)
+KEEP_FRESH = "get_ipython().spurnb_fresh = dict(globals())"
+RESET_CODE = """get_ipython().run_line_magic("reset", "-f")
+globals().update({{k: v for k, v in get_ipython().spurnb_fresh.items() if k not in globals()}})
+import os as _os
+_os.chdir({cwd!r})
+del _os"""
+
+
+def _execute(km, code: str) -> None:
+    "Run `code` in the kernel of `km`, its output dropped; raise `NotebookFailed` if it fails."
+    from jupyter_core.utils import run_sync
+
+    async def execute():
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            return await kc.execute_interactive(code, timeout=60, output_hook=lambda msg: None)
+        finally:
+            kc.stop_channels()
+
+    reply = run_sync(execute)()
+    if reply["content"]["status"] != "ok":
+        raise NotebookFailed(f"the shared kernel failed in {code.splitlines()[0][:50]!r}: {reply['content'].get('ename')}: "
+                             f"{reply['content'].get('evalue')}")
+
+
+def start_shared_kernel(
+    cwd: Path,  # the notebooks' folder, where the kernel runs
+    kernel: str = "python3",  # Jupyter kernel name
+):
+    "Start one kernel for a whole run (`--one-kernel`), in the current environment; returns its manager (shut it down when done)."
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    km = AsyncKernelManager(kernel_name=kernel)
+    run_sync(km.start_kernel)(cwd=str(cwd))
+    _execute(km, KEEP_FRESH)
+    return km
+
+
+def reset_kernel(
+    km,  # a kernel manager from `start_shared_kernel`
+    cwd: Path,  # the folder the next notebook runs in
+) -> None:
+    "Give a shared kernel a fresh kernel's variables and `cwd` as its folder, before the next notebook."
+    _execute(km, RESET_CODE.format(cwd=str(cwd)))
+
+
 def run_notebook(
     path: Path,  # notebook to execute
     out: Path,  # where the executed copy goes
     parameters: dict,  # papermill parameters (only those the notebook declares are passed)
     kernel: str = "python3",  # Jupyter kernel name
+    km=None,  # a running kernel's manager to execute in (reset first); None: a fresh kernel, shut down afterwards
 ) -> float:
     "Execute one notebook with papermill; return its wall time in seconds or raise `NotebookFailed`."
     import papermill as pm
@@ -103,12 +167,14 @@ def run_notebook(
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="spurnb-kernel-") as tmp:  # no progress bars, 144-dpi inline figures
-            (Path(tmp) / "matplotlibrc").write_text(KERNEL_RC)
-            warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), QUIET_WARNINGS]))
-            with environment(TQDM_DISABLE="1", MATPLOTLIBRC=str(Path(tmp) / "matplotlibrc"), PYTHONWARNINGS=warnings):
+        if km is None:
+            with kernel_environment():
                 pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, language="python",
                                     cwd=str(path.parent), progress_bar=False, log_output=False)
+        else:
+            reset_kernel(km, path.parent)
+            pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, language="python",
+                                progress_bar=False, log_output=False, km=km)
     except pm.PapermillExecutionError as e:
         cells = _source_cells(out)
         errored = [i for i, c in enumerate(cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
@@ -200,10 +266,13 @@ def reproduce(
     seeds: list[int] | None = None,  # training seeds (default: the profile's)
     overrides: dict | None = None,  # dotted config overrides (a relative data.root is read from the current folder)
     root: str | Path | None = None,  # project root (default: found from the current folder)
+    one_kernel: bool = False,  # every notebook in one kernel, its variables cleared in between (see `--one-kernel`)
 ) -> dict[str, float]:
     "Run the stage notebooks of `profile` in order after checking every input; publish their figures only when all succeed; seconds per notebook."
     import shutil
+    from contextlib import ExitStack
 
+    from jupyter_core.utils import run_sync
     from tqdm.auto import tqdm
 
     from spurnb.config import find_project
@@ -242,11 +311,17 @@ def reproduce(
     times = {}
     bar = tqdm(todo.items(), desc=f"reproduce[{profile}]", unit="nb")
     # notebooks' kernels inherit these (see the config's parameter cells and run_paths)
-    with environment(SPURNB_PROFILE=profile, SPURNB_CACHE=cache, SPURNB_FIGURES=str(staging / "figures")):
+    with ExitStack() as stack:
+        stack.enter_context(environment(SPURNB_PROFILE=profile, SPURNB_CACHE=cache, SPURNB_FIGURES=str(staging / "figures")))
+        km = None
+        if one_kernel:
+            stack.enter_context(kernel_environment())
+            km = start_shared_kernel(root / "nbs")
+            stack.callback(lambda: run_sync(km.shutdown_kernel)(now=True))
         for key, path in bar:
             bar.set_postfix_str(path.stem)
             try:
-                times[path.stem] = round(run_notebook(path, root / "runs" / run_name(cfg) / path.name, params), 1)
+                times[path.stem] = round(run_notebook(path, root / "runs" / run_name(cfg) / path.name, params, km=km), 1)
             except NotebookFailed as e:
                 raise NotebookFailed(f"{e} (figures/ unchanged; this run's figures so far: {staging})") from None
             update_results(results, {"timings_s": {path.stem: times[path.stem]}})
@@ -282,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. erm.epochs=5")
     rp.add_argument("--no-ablations", action="store_true",
                     help="skip DDB's ablations in 09 (the same as --set ddb.ablations=False)")
+    rp.add_argument("--one-kernel", action="store_true",
+                    help="run every notebook in one kernel, its variables cleared in between (faster; default: a fresh kernel each)")
     sub.add_parser("fetch", help="download the models a profile needs (spurnb fetch --profile paper --help)")
     sub.add_parser("exercises", help="run every notebook's Try-this exercise on the lesson profile (spurnb exercises --help)")
     dp = sub.add_parser("docs", help="build the tutorial site from the executed notebooks in runs/<profile>/")
@@ -313,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(parse_override(s) for s in args.set)
         if args.no_ablations:
             overrides["ddb.ablations"] = False
-        times = reproduce(args.profile, args.only, args.seeds, overrides)
+        times = reproduce(args.profile, args.only, args.seeds, overrides, one_kernel=args.one_kernel)
     except (ValueError, FileNotFoundError, NotebookFailed) as e:
         print(f"spurnb: error: {e}", file=sys.stderr)
         return 1

@@ -111,11 +111,12 @@ def _wait_for(path: Path, seconds: float = 600) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("how", ["group", "command", "ctrl-c", "kernel"])
+@pytest.mark.parametrize("how", ["group", "command", "ctrl-c", "kernel", "command --one-kernel", "kernel --one-kernel"])
 def test_a_killed_run_leaves_no_process_and_no_changed_file(project, how):
     before = _snapshot(project / "figures"), (project / "README.md").read_text()
     tag = uuid.uuid4().hex
-    run = _start(project, ["--profile", "smoke", "--seeds", "0"], tag)
+    how, *extra = how.split()
+    run = _start(project, ["--profile", "smoke", "--seeds", "0", *extra], tag)
     for marker in ("working-0", "working-1"):  # the two workers are in their jobs
         _wait_for(project / marker)
     assert len(_tagged(tag)) >= 4  # the command, its kernel, two workers (and multiprocessing's resource tracker)
@@ -156,6 +157,25 @@ def test_failed_notebook_publishes_nothing_then_a_good_run_does(project):
     assert (project / "figures" / "smoke" / "table.md").read_text() == "new"
     assert (project / "README.md").read_text() == "new readme"
     assert not (project / "runs" / "smoke" / ".staging").exists()
+
+
+def test_one_kernel_starts_every_notebook_as_a_fresh_kernel_would(project):
+    "`--one-kernel`: one kernel process for the run, but no variable or working folder carried into the next notebook."
+    first = ("import os\nleftover = 1\n"
+             "open('../pids', 'a').write(f'{os.getpid()}\\n')\nos.chdir('/')", [])
+    second = ("import os\nassert 'leftover' not in globals() and __spec__ is None  # (multiprocessing reads __spec__)\n"
+              "assert os.path.basename(os.getcwd()) == 'nbs', os.getcwd()\nopen('../pids', 'a').write(f'{os.getpid()}\\n')", [])
+    for nb in (project / "nbs").glob("*.ipynb"):
+        nb.unlink()
+    (project / "nbs" / "02_first.ipynb").write_text(json.dumps(_nb([PARAMS, first])))
+    (project / "nbs" / "03_second.ipynb").write_text(json.dumps(_nb([PARAMS, second])))
+    tag = uuid.uuid4().hex
+    r = _start(project, ["--profile", "smoke", "--one-kernel"], tag)
+    err = _finish(r)
+    assert r.returncode == 0, err[-3000:]
+    pids = (project / "pids").read_text().split()
+    assert len(pids) == 2 and pids[0] == pids[1]  # one kernel ran both
+    assert _wait_gone(tag) == []  # and was shut down with the run
 
 
 # ---------------------------------------------------------------- a real smoke run, killed and resumed

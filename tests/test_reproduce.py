@@ -76,10 +76,11 @@ def test_no_ablations_flag_is_a_config_override(monkeypatch):
     import spurnb.reproduce as rp
 
     seen = {}
-    monkeypatch.setattr(rp, "reproduce", lambda profile, only, seeds, overrides: seen.update(
-        profile=profile, overrides=overrides) or {})
+    monkeypatch.setattr(rp, "reproduce", lambda profile, only, seeds, overrides, one_kernel: seen.update(
+        profile=profile, overrides=overrides, one_kernel=one_kernel) or {})
     assert rp.main(["reproduce", "--profile", "cpu", "--no-ablations", "--set", "erm.epochs=3"]) == 0
-    assert seen == {"profile": "cpu", "overrides": {"erm.epochs": 3, "ddb.ablations": False}}
+    assert seen == {"profile": "cpu", "overrides": {"erm.epochs": 3, "ddb.ablations": False}, "one_kernel": False}
+    assert rp.main(["reproduce", "--profile", "cpu", "--one-kernel"]) == 0 and seen["one_kernel"] is True
 
 
 def test_lesson_profile_turns_ablations_off_and_others_keep_them():
