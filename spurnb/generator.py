@@ -19,11 +19,11 @@ from .config import assets_dir, check_sums, write_sums
 from .data import DIGIT_WORDS, land_background, load_split, water_background
 
 # %% auto #0
-__all__ = ['PLACES', 'GRAMMAR_WORDS', 'caption', 'world_corpus', 'sample_captions', 'build_tokenizer', 'build_mini_sd',
-           'verify_folder', 'model_fingerprint', 'load_generator', 'text_to_image', 'paste_back', 'inpaint',
-           'resolve_model', 'get_generator', 'box_masks', 'get_inpainter', 'train_vae', 'encode_latents',
-           'train_denoiser', 'train_mini_sd', 'model_card', 'save_generator', 'inpainting_unet', 'training_masks',
-           'train_inpainter']
+__all__ = ['PLACES', 'GRAMMAR_WORDS', 'PRECISIONS', 'caption', 'world_corpus', 'sample_captions', 'build_tokenizer',
+           'build_mini_sd', 'verify_folder', 'model_fingerprint', 'load_generator', 'compute_dtype', 'text_to_image',
+           'paste_back', 'inpaint', 'resolve_model', 'get_generator', 'box_masks', 'get_inpainter', 'train_vae',
+           'encode_latents', 'train_denoiser', 'train_mini_sd', 'model_card', 'save_generator', 'inpainting_unet',
+           'training_masks', 'train_inpainter']
 
 # %% ../nbs/04_generator.ipynb #a3c88b04
 PLACES = ("land", "water")
@@ -242,6 +242,22 @@ def load_generator(
         _check_kind(name, kind, pipe.unet.config.in_channels)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def compute_dtype(
+    precision: str,  # auto, fp32, fp16 or bf16 (`ddb.inversion.precision`, `ddb.inpaint.precision`)
+    device: str | torch.device = "cpu",  # where the model runs
+) -> torch.dtype:
+    "The dtype a diffusion stage computes in: `auto` is fp16 on a GPU (the paper's recipe) and fp32 elsewhere."
+    if precision == "auto":
+        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, fp32, fp16 or bf16, got {precision!r}")
+    return PRECISIONS[precision]
+
 
 # %% ../nbs/04_generator.ipynb #10060a67
 def _check_sampling(steps: int, batch_size: int) -> None:

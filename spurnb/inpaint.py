@@ -16,7 +16,7 @@ import torch
 
 from .config import CacheWarning, cached, config_hash, digest
 from .data import load_split
-from .generator import box_masks, get_inpainter, inpaint, load_generator, model_fingerprint
+from .generator import box_masks, compute_dtype, get_inpainter, inpaint, load_generator, model_fingerprint
 from .inversion import draw_tokens, images_of, invert, load_tokens
 from .segment import dilate, majority_masks
 
@@ -135,7 +135,7 @@ def generate(
         new_y = target_classes(src_y, train.n_classes, seed)
         masks = inpaint_masks(maj["masks"][keep], pcfg["mask"], pcfg["grow"])
         images = images_of(train, src_idx, gcfg["size"])
-        pipe = load_generator(model, "inpaint").to(device)
+        pipe = load_generator(model, "inpaint", compute_dtype(pcfg.get("precision", "fp32"), device)).to(device)
         load_tokens(pipe, inv["files"])
         words = draw_tokens(inv["meta"], new_y, [seed, pcfg["seed"]])  # one of the new class's words per image
         prompts = [pcfg["template"].format(w) for w in words]

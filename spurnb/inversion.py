@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .config import CacheWarning, cached, config_hash, seed_everything, work_dir
 from .data import GroupDataset, load_split
-from .generator import get_generator, load_generator, model_fingerprint
+from .generator import compute_dtype, get_generator, load_generator, model_fingerprint
 
 # %% auto #0
 __all__ = ['INVERSION_SELECT', 'inversion_images', 'images_of', 'token_groups', 'token_names', 'learn_tokens', 'draw_tokens',
@@ -196,10 +196,19 @@ def learn_tokens(
     if int(icfg["steps"]) < 0 or int(icfg["batch_size"]) < 1 or not np.isfinite(float(icfg["lr"])):
         raise ValueError(f"ddb.inversion needs steps >= 0, batch_size >= 1 and a finite lr, got steps={icfg['steps']}, "
                          f"batch_size={icfg['batch_size']}, lr={icfg['lr']}")
+    accumulate = int(icfg.get("accumulate", 1))
+    if accumulate < 1:
+        raise ValueError(f"ddb.inversion.accumulate must be at least 1 (parts each step's images are split into), got {accumulate}")
+    dtype = compute_dtype(icfg.get("precision", "fp32"), device)
     pipe = load_generator(model, "text2img")
     tok, te, unet, vae = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae
     for m in (te, unet, vae):
         m.requires_grad_(False).eval().to(device)
+    unet.to(dtype)  # frozen, so it may be half precision; the text encoder stays fp32: its new rows learn
+    if icfg.get("grad_checkpointing", False):  # recompute the UNet's activations in the backward pass: less memory
+        unet.enable_gradient_checkpointing()
+    dev = torch.device(device).type
+    scaler = torch.amp.GradScaler(dev, enabled=dtype == torch.float16)  # fp16 gradients need loss scaling
     classes = sorted(images)
     names = token_names(icfg["placeholder"], classes, int(icfg["tokens_per_class"]))
     tokens = [t_ for c in classes for t_ in names[c]]
@@ -255,16 +264,21 @@ def learn_tokens(
             t = torch.randint(0, sched.config.num_train_timesteps, (len(z0),), generator=g).to(z0.device)
             ids_in = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                          return_tensors="pt").input_ids.to(device)
-            cond = te(ids_in)[0]
-            pred = unet(sched.add_noise(z0, noise, t), t, cond).sample
             target = sched.get_velocity(z0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
-            loss = (torch.cat(w) * (pred.float() - target.float()) ** 2).mean()
+            weight, loss = torch.cat(w), 0.0
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            for part in torch.arange(len(z0)).tensor_split(accumulate):  # the same images, in `accumulate` passes
+                with torch.autocast(dev, dtype=dtype, enabled=dtype != torch.float32):
+                    cond = te(ids_in[part])[0]
+                    pred = unet(sched.add_noise(z0[part], noise[part], t[part]), t[part], cond).sample
+                share = (weight[part] * (pred.float() - target[part].float()) ** 2).mean() * (len(part) / len(z0))
+                scaler.scale(share).backward()
+                loss += share.item()
+            scaler.step(opt)
+            scaler.update()
             with torch.no_grad():
                 emb[keep] = start[keep]  # only the new words learn
-            history.append(loss.item())
+            history.append(loss)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
             if ckpt is not None and (step + 1) % every == 0 and step + 1 < icfg["steps"]:

@@ -20,8 +20,8 @@ from .config import PROFILES, get_config, git_commit, project_root, run_name, up
 
 # %% auto #0
 __all__ = ['NB_RE', 'KERNEL_RC', 'QUIET_WARNINGS', 'KEEP_FRESH', 'RESET_CODE', 'stage_notebooks', 'parse_override',
-           'notebook_parameters', 'NotebookFailed', 'environment', 'kernel_environment', 'start_shared_kernel',
-           'reset_kernel', 'run_notebook', 'check_run', 'reproduce', 'main']
+           'notebook_parameters', 'NotebookFailed', 'environment', 'kernel_environment', 'start_kernel', 'stop_kernel',
+           'start_shared_kernel', 'reset_kernel', 'run_notebook', 'check_run', 'reproduce', 'main']
 
 # %% ../nbs/A2_reproduce.ipynb #6a3adbac
 NB_RE = re.compile(r"^(\d\d[a-z]?|A\d)_.*\.ipynb$")
@@ -91,15 +91,39 @@ def environment(**values: str):
 
 @contextmanager
 def kernel_environment():
-    "The settings a run's kernels start with, for a `with` block: progress bars off, 144-dpi inline figures, tqdm's ipywidgets notice filtered."
+    "The settings a run's kernels start with, for a `with` block: progress bars off, 144-dpi inline figures, tqdm's ipywidgets notice filtered; yields a private folder for their sockets."
     with tempfile.TemporaryDirectory(prefix="spurnb-kernel-") as tmp:
         (Path(tmp) / "matplotlibrc").write_text(KERNEL_RC)
         warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), QUIET_WARNINGS]))
         with environment(TQDM_DISABLE="1", MATPLOTLIBRC=str(Path(tmp) / "matplotlibrc"), PYTHONWARNINGS=warnings):
-            yield
+            yield Path(tmp)
 
 
-# a fresh kernel's namespace, kept aside when the shared kernel starts; every notebook starts from it again (`%reset`
+def start_kernel(
+    cwd: Path,  # the notebooks' folder, where the kernel runs
+    folder: Path,  # a private folder for its sockets (`kernel_environment` yields one)
+    kernel: str = "python3",  # Jupyter kernel name
+):
+    "Start a Jupyter kernel that talks over Unix sockets in `folder` (TCP ports, picked free and then bound, can be taken by another process in between); its manager."
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    km = AsyncKernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(folder) / "kernel"))  # kernel-1 ... -5
+    run_sync(km.start_kernel)(cwd=str(cwd))
+    return km
+
+
+def stop_kernel(km) -> None:
+    "Shut a kernel down now and remove its sockets (it may have died already)."
+    from jupyter_core.utils import run_sync
+
+    if run_sync(km.is_alive)():
+        run_sync(km.shutdown_kernel)(now=True)
+    else:
+        run_sync(km.cleanup_resources)()
+
+
+# a fresh kernel's namespace, kept aside when a shared kernel starts; every notebook starts from it again (`%reset`
 # alone also drops `__spec__` and `__loader__`, which multiprocessing's workers need; figures need nothing: the inline
 # backend closes them after each cell)
 KEEP_FRESH = "get_ipython().spurnb_fresh = dict(globals())"
@@ -131,14 +155,11 @@ def _execute(km, code: str) -> None:
 
 def start_shared_kernel(
     cwd: Path,  # the notebooks' folder, where the kernel runs
+    folder: Path,  # a private folder for its sockets
     kernel: str = "python3",  # Jupyter kernel name
 ):
-    "Start one kernel for a whole run (`--one-kernel`), in the current environment; returns its manager (shut it down when done)."
-    from jupyter_client.manager import AsyncKernelManager
-    from jupyter_core.utils import run_sync
-
-    km = AsyncKernelManager(kernel_name=kernel)
-    run_sync(km.start_kernel)(cwd=str(cwd))
+    "Start one kernel for a whole run (`--one-kernel`), with a fresh namespace kept aside for `reset_kernel`; its manager."
+    km = start_kernel(cwd, folder, kernel)
     _execute(km, KEEP_FRESH)
     return km
 
@@ -156,7 +177,7 @@ def run_notebook(
     out: Path,  # where the executed copy goes
     parameters: dict,  # papermill parameters (only those the notebook declares are passed)
     kernel: str = "python3",  # Jupyter kernel name
-    km=None,  # a running kernel's manager to execute in (reset first); None: a fresh kernel, shut down afterwards
+    km=None,  # a shared kernel's manager to execute in (reset first); None: a fresh kernel, shut down afterwards
 ) -> float:
     "Execute one notebook with papermill; return its wall time in seconds or raise `NotebookFailed`."
     import papermill as pm
@@ -168,9 +189,13 @@ def run_notebook(
     t0 = time.perf_counter()
     try:
         if km is None:
-            with kernel_environment():
-                pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, language="python",
-                                    cwd=str(path.parent), progress_bar=False, log_output=False)
+            with kernel_environment() as folder:
+                fresh = start_kernel(path.parent, folder, kernel)
+                try:
+                    pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, language="python",
+                                        progress_bar=False, log_output=False, km=fresh)
+                finally:
+                    stop_kernel(fresh)
         else:
             reset_kernel(km, path.parent)
             pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, language="python",
@@ -272,7 +297,6 @@ def reproduce(
     import shutil
     from contextlib import ExitStack
 
-    from jupyter_core.utils import run_sync
     from tqdm.auto import tqdm
 
     from spurnb.config import find_project
@@ -315,9 +339,8 @@ def reproduce(
         stack.enter_context(environment(SPURNB_PROFILE=profile, SPURNB_CACHE=cache, SPURNB_FIGURES=str(staging / "figures")))
         km = None
         if one_kernel:
-            stack.enter_context(kernel_environment())
-            km = start_shared_kernel(root / "nbs")
-            stack.callback(lambda: run_sync(km.shutdown_kernel)(now=True))
+            km = start_shared_kernel(root / "nbs", stack.enter_context(kernel_environment()))
+            stack.callback(stop_kernel, km)
         for key, path in bar:
             bar.set_postfix_str(path.stem)
             try:
