@@ -4,7 +4,7 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.spurnb-installed
 
-.PHONY: reproduce docs lab test pytest smoke-run install export sync-check clean-runs generator pretrained
+.PHONY: reproduce docs lab test pytest smoke-run nbdev-test site-check install export sync-check clean-runs generator pretrained
 
 ## make reproduce: run every notebook on the cpu profile, regenerate figures/cpu/ and the site in docs/
 reproduce: $(STAMP)
@@ -20,15 +20,23 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab nbs/
 
 ## make test: an export/clean sync check; then pytest and a smoke papermill run side by side (`make -j2`; each
-## prints when it ends); the notebooks' own tests (nbdev_test, two at a time, on the smoke run's cached models; their
-## figures go to runs/nbdev_test); the smoke run's site checked in headless Chromium (screenshots in runs/), and the
-## committed cpu site in docs/. Every process runs one thread: two cores are already busy with two or more processes,
-## and a two-thread process among them spins in OpenMP's barriers (three 2-thread trainings side by side used 3-4x the
-## CPU time of the same trainings at one thread each; benchmarks/threads.txt)
+## prints when it ends); then, also side by side, the notebooks' own tests and the site checks (both read the smoke
+## run). Every process runs one thread: two cores are already busy with two or more processes, and a two-thread
+## process among them spins in OpenMP's barriers (three 2-thread trainings side by side used 3-4x the CPU time of the
+## same trainings at one thread each; benchmarks/threads.txt)
 test: $(STAMP)
 	$(MAKE) --no-print-directory sync-check
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target pytest smoke-run SMOKE_JOBS=1
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target nbdev-test site-check
+
+## make nbdev-test: the notebooks' own tests (nbdev_test), two at a time, on the smoke run's cached models; their
+## figures go to runs/nbdev_test
+nbdev-test: $(STAMP)
 	OMP_NUM_THREADS=1 SPURNB_PROFILE=smoke SPURNB_FIGURES=runs/nbdev_test/figures $(BIN)/nbdev_test --n_workers 2 --timing
+
+## make site-check: the smoke run's site built and checked in headless Chromium (screenshots in runs/), and the
+## committed cpu site in docs/ (the site building is single-threaded: it runs beside nbdev-test in make test)
+site-check: $(STAMP)
 	$(BIN)/spurnb docs --profile smoke
 	$(BIN)/spurnb check-site runs/smoke/site --screenshots runs/
 	$(BIN)/spurnb check-site docs
