@@ -62,12 +62,13 @@ def _count_cpu_attention() -> None:
 
 def _measure(fn, device: str, repeat: int = 1, count: bool = True) -> dict:
     "FLOPs of one call (counted on a first, warm-up call; 0 with `count=False`), then seconds per call and peak memory."
+    from contextlib import nullcontext
+
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as fc:
-        fn() if count else None
-    if not count:
+    fc = FlopCounterMode(display=False)
+    with fc if count else nullcontext():
         fn()
     _reset_peak(device)
     t0 = time.perf_counter()
