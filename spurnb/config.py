@@ -28,8 +28,9 @@ __all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'LESSON_CHANGES', 'CHO
            'derive_profile', 'check_value', 'seed_everything', 'resolve_device', 'project_root', 'find_project',
            'check_environment', 'run_name', 'output_path', 'figures_root', 'run_paths', 'assets_dir', 'sha256_file',
            'write_sums', 'check_sums', 'CacheWarning', 'config_hash', 'digest', 'save_artifact', 'load_artifact',
-           'artifact_hash', 'read_entry', 'file_lock', 'work_dir', 'cached', 'job_count', 'run_jobs', 'git_commit',
-           'atomic_write_text', 'update_results', 'shipped_artifact', 'ship_artifact', 'departures']
+           'artifact_hash', 'read_entry', 'file_lock', 'work_dir', 'process_state', 'collective_state', 'alone',
+           'cached', 'job_count', 'run_jobs', 'git_commit', 'atomic_write_text', 'update_results', 'shipped_artifact',
+           'ship_artifact', 'departures']
 
 # %% ../nbs/A1_config.ipynb #c04d33cf
 PER_DATASET = "<per dataset>"  # a profile value taken from DATASET_SETTINGS[data.name] by `get_config`
@@ -42,7 +43,8 @@ PROFILES: dict[str, dict] = {
                           "train_copies": 1, "world_copies": 1}},
         "erm": {"arch": "resnet_small", "widths": [8, 16, 32], "weights": "world", "pretrain_epochs": 1,
                 "pretrain_lr": 2e-3, "epochs": 2, "lr": 1e-4, "schedule": "constant", "weight_decay": 1e-4,
-                "batch_size": 64, "augment": "pad_crop", "select": "avg", "K": 20, "device": "auto"},
+                "batch_size": 64, "augment": "pad_crop", "select": "avg", "K": 20, "device": "auto",
+                "precision": "fp32", "loader_workers": 0},
         "baselines": {"methods": ["upsample", "groupdro", "jtt", "dfr", "lisa"], "epochs": 2, "groupdro_eta": 0.01,
                       "jtt_id_epochs": 1, "jtt_lambda": 20, "dfr_C": [0.1, 1.0], "dfr_retrains": 2,
                       "lisa_p_sel": 0.5, "lisa_alpha": 2.0, "n_boot": 100},
@@ -55,7 +57,7 @@ PROFILES: dict[str, dict] = {
                               "tokens_per_class": 2,
                               "precision": "fp32", "grad_checkpointing": False, "accumulate": 1},
                 "inpaint": {"template": "a photo of a {}", "mask": "box", "grow": 2, "steps": 4, "guidance": 3.0,
-                            "seed": 42, "batch_size": 16, "chunk": 16, "precision": "fp32"},
+                            "seed": 42, "batch_size": 8, "chunk": 8, "precision": "fp32"},
                 "prune": {"enabled": True, "ig_steps": 8, "P": 0.3, "batch_size": 16, "internal_batch_size": 64},
                 "retrain": {"epochs": 2, "lr": 1e-4, "gamma": [6.0, 10.0], "optimizer": "adamw", "schedule": "constant",
                             "weight_decay": 1e-4, "batch_size": 64},
@@ -75,7 +77,8 @@ PROFILES: dict[str, dict] = {
                           "train_copies": 2, "world_copies": 5}},
         "erm": {"arch": "resnet_small", "widths": [16, 32, 64], "weights": "world", "pretrain_epochs": 12,
                 "pretrain_lr": 2e-3, "epochs": 19, "lr": 1e-4, "schedule": "constant", "weight_decay": 1e-4,
-                "batch_size": 64, "augment": "pad_crop", "select": "avg", "K": 300, "device": "auto"},
+                "batch_size": 64, "augment": "pad_crop", "select": "avg", "K": 300, "device": "auto",
+                "precision": "fp32", "loader_workers": 0},
         "baselines": {"methods": ["upsample", "groupdro", "jtt", "dfr", "lisa"], "epochs": 18, "groupdro_eta": 0.01,
                       "jtt_id_epochs": 5, "jtt_lambda": 20, "dfr_C": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
                       "dfr_retrains": 10, "lisa_p_sel": 0.5, "lisa_alpha": 2.0, "n_boot": 1000},
@@ -108,7 +111,8 @@ PROFILES: dict[str, dict] = {
                           "train_copies": 2, "world_copies": 5}},
         "erm": {"arch": "resnet50", "widths": [64, 128, 256, 512], "weights": "imagenet", "pretrain_epochs": 0,
                 "pretrain_lr": 1e-3, "epochs": 50, "lr": 1e-4, "schedule": "cosine", "weight_decay": 1e-4,
-                "batch_size": 32, "augment": PER_DATASET, "select": "avg", "K": PER_DATASET, "device": "auto"},
+                "batch_size": 32, "augment": PER_DATASET, "select": "avg", "K": PER_DATASET, "device": "auto",
+                "precision": "auto", "loader_workers": 8},
         "baselines": {"methods": ["upsample", "groupdro", "jtt", "dfr", "lisa"], "epochs": 50, "groupdro_eta": 0.01,
                       "jtt_id_epochs": PER_DATASET, "jtt_lambda": PER_DATASET, "dfr_C": [0.07, 0.1, 0.3, 0.7, 1.0],
                       "dfr_retrains": 20, "lisa_p_sel": PER_DATASET, "lisa_alpha": PER_DATASET, "n_boot": 1000},
@@ -263,6 +267,7 @@ CHOICES: dict[str, tuple] = {  # config keys with a fixed set of values (lists: 
     "erm.augment": ("pad_crop", "rrc_flip", "none"), "erm.select": ("avg", "worst"),
     "baselines.methods": ("upsample", "groupdro", "jtt", "dfr", "lisa"), "segment.kind": ("embedded", "langsam"),
     "ddb.inversion.select": ("highest_loss", "random", "lowest_loss"), "ddb.inpaint.mask": ("segment", "box"),
+    "erm.precision": ("auto", "fp32", "fp16", "bf16"),
     "ddb.inversion.precision": ("auto", "fp32", "fp16", "bf16"), "ddb.inpaint.precision": ("auto", "fp32", "fp16", "bf16"),
     "ddb.retrain.optimizer": ("adam", "adamw"), "ddb.retrain.schedule": ("constant", "cosine"),
 }
@@ -360,10 +365,12 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    "`auto` -> CUDA when available, else CPU; anything else is passed to `torch.device`."
+    "`auto` -> CUDA when available (this process's own GPU under `accelerate launch`), else CPU; anything else is passed to `torch.device`."
     import torch
 
     if name == "auto":
+        if torch.cuda.is_available() and (state := process_state()) is not None:
+            return state.device
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
@@ -624,15 +631,91 @@ def work_dir(name: str) -> Path | None:
     return _WORK["dirs"][-1] / name if _WORK["dirs"] else None
 
 
+_DIST: dict = {"alone": 0}  # > 0 while this process works by itself (its share of jobs, or an entry the others wait for)
+
+
+def process_state(cpu: bool | None = None):
+    "accelerate's `PartialState` when this process is one of several started by `accelerate launch` (or torchrun); else None."
+    import multiprocessing as mp
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or mp.parent_process() is not None:  # not in our own workers
+        return None
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+
+    # without GPUs the processes talk over gloo on the CPU (accelerate's --cpu flag starts several only through MPI)
+    if cpu is None:
+        cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") or not torch.cuda.is_available()
+    # a process may wait at a barrier for hours while the others finish their share (paper-scale inpainting)
+    return PartialState(cpu=cpu, timeout=timedelta(hours=72))
+
+
+def collective_state():
+    "The `PartialState` of several processes that all make this very call together; None in one process, a worker, or a share of work done alone."
+    if _DIST["alone"]:
+        return None
+    state = process_state()
+    return state if state is not None and state.num_processes > 1 else None
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    "Within the block this process works by itself: `collective_state` is None, so nothing waits for the other processes."
+    _DIST["alone"] += 1
+    try:
+        yield
+    finally:
+        _DIST["alone"] -= 1
+
+
+def _store(final: Path, art: dict, key: dict) -> None:
+    "Write artifact `art` of `key` as cache entry `final`: a temporary folder with its manifest, then a rename."
+    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_artifact(tmp, art)
+    (tmp / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
+    write_sums(tmp)  # last: an entry without its manifest is unfinished
+    if final.exists():  # a broken entry (read_entry warned) or a partial folder left by a killed run
+        shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
 def cached(
     stage: str,  # artifact kind, e.g. "erm"
     key: dict,  # everything the result depends on (config section, seed, ...)
     compute: Callable[[], dict],  # makes the artifact dict when it is not cached
     cache_dir: str | Path,  # root of the cache
     shipped: str | None = None,  # name of a folder in `spurnb/assets` that may hold this very artifact
+    collective: bool = False,  # under `accelerate launch`, every process runs `compute` together (it splits its work)
 ) -> dict:
     "Load the artifact of (`stage`, `key`) from the cache, else from `shipped`, else compute it; store it atomically with a sha256 manifest."
     final = Path(cache_dir) / stage / artifact_hash(stage, key)
+    work = final.with_name(f"{final.name}.work")  # checkpoints of a killed computation, resumed here
+    state = collective_state() if collective else None
+    if state is not None:  # the main process looks, tells the others, and stores what they all computed
+        from accelerate.utils import broadcast_object_list
+
+        art = read_entry(final) if state.is_main_process else None
+        found = [art is not None]
+        broadcast_object_list(found)
+        if not found[0]:
+            _WORK["dirs"].append(work)
+            try:
+                art = compute()
+            finally:
+                _WORK["dirs"].pop()
+            if state.is_main_process:
+                with file_lock(Path(cache_dir) / ".locks" / f"{stage}-{final.name}"):
+                    _store(final, art, key)
+                    shutil.rmtree(work, ignore_errors=True)
+        state.wait_for_everyone()
+        if found[0] and state.is_main_process:
+            return art
+        out = read_entry(final)  # what they computed, as stored (the very entry a one-process run reads back)
+        if out is not None:
+            return out  # else the entry went missing meanwhile: this process makes it alone, below
     art = read_entry(final)
     if art is not None:
         return art
@@ -642,31 +725,26 @@ def cached(
         if art is not None:
             return art
         art = shipped_artifact(shipped, stage, key) if shipped else None
-        work = final.with_name(f"{final.name}.work")  # checkpoints of a killed computation, resumed here
         if art is None:
             _WORK["dirs"].append(work)
             try:
-                art = compute()
+                with alone():  # the other processes of an `accelerate launch` wait on the lock: nothing collective
+                    art = compute()
             finally:
                 _WORK["dirs"].pop()
-        tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_artifact(tmp, art)
-        (tmp / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
-        write_sums(tmp)  # last: an entry without its manifest is unfinished
-        if final.exists():  # a broken entry (read_entry warned) or a partial folder left by a killed run
-            shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        _store(final, art, key)
         shutil.rmtree(work, ignore_errors=True)
     out = read_entry(final)
     return art if out is None else out
 
+
 # %% ../nbs/A1_config.ipynb #9e3069e6
 def job_count(device: str | torch.device = "auto") -> int:
-    "Worker processes for independent jobs: `SPURNB_JOBS`, else one per CPU core; 1 when training on a GPU."
+    "Worker processes for independent jobs: `SPURNB_JOBS`, else one per CPU core (shared by `accelerate launch`'s processes on this machine); 1 when training on a GPU."
     if str(resolve_device(str(device))).startswith("cuda"):
         return 1
-    return _jobs(os.environ.get("SPURNB_JOBS", str(os.cpu_count() or 1)))
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # processes of one `accelerate launch` on this machine
+    return _jobs(os.environ.get("SPURNB_JOBS", str(max(1, (os.cpu_count() or 1) // local))))
 
 
 
@@ -721,6 +799,17 @@ def _call(fn: Callable, call: tuple | dict, common: dict, keep: bool = True):
     return out if keep else None
 
 
+def _portable(error: Exception | None) -> Exception | None:
+    "`error` if it survives pickling (to be raised in another process too), else a `RuntimeError` with its message."
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 -- an exception class that cannot be rebuilt elsewhere
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
 def run_jobs(
     fn: Callable,  # a cached spurnb stage function, e.g. `train_erm`
     calls: list,  # one entry per job: a tuple of positional arguments or a dict of keyword arguments
@@ -728,7 +817,7 @@ def run_jobs(
     desc: str = "jobs",  # progress-bar label
     **common,  # keyword arguments shared by every call
 ) -> list:
-    "Results of `fn` for each of `calls`, in order; with `jobs` > 1 they are first computed in worker processes."
+    "Results of `fn` for each of `calls`, in order; with `jobs` > 1 they are first computed in worker processes, under `accelerate launch` split between its processes."
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     import multiprocessing as mp
@@ -739,10 +828,31 @@ def run_jobs(
 
     jobs = job_count() if jobs is None else jobs
     calls = list(calls)
+    state = collective_state()
+    if state is not None and len(calls) > 1:  # several processes: each fills the cache with its share, then all read
+        from accelerate.utils import gather_object
+
+        with state.split_between_processes(list(range(len(calls)))) as mine:
+            mine = list(mine)
+        error = None
+        with alone():
+            try:
+                run_jobs(fn, [calls[i] for i in mine], jobs, desc, **common)
+            except Exception as e:  # noqa: BLE001 -- raised below, in every process at once: they stay in step
+                error = e
+        print(f"{desc}: process {state.process_index} of {state.num_processes} computed job(s) {mine} of "
+              f"{len(calls)}{' and failed' if error else ''}", file=sys.stderr, flush=True)
+        shares = gather_object([(mine, _portable(error))])  # every process waits here for the others' shares
+        failed = [e for _, e in shares if e is not None]
+        if failed:
+            raise error if error is not None else failed[0]
+        if sorted(sum((m for m, _ in shares), [])) != list(range(len(calls))):
+            raise RuntimeError(f"{desc}: the processes' shares {shares} do not cover {len(calls)} jobs once each")
     # no pool inside a multiprocessing child (our own workers, or a test runner's forked worker, where it can hang)
     if jobs > 1 and len(calls) > 1 and mp.parent_process() is None:
         target = _importable(fn)
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        threads = max(1, (os.cpu_count() or 1) // (jobs * local))
         state, spec = package._POOL, (jobs, threads, os.getpid())  # a forked child never reuses its parent's pool
         if state.get("spec") != spec:
             if state.get("pool") and state["spec"][2] == os.getpid():

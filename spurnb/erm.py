@@ -25,8 +25,8 @@ from .metrics import group_report
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BasicBlock', 'SmallResNet', 'ImageNetResNet50', 'load_state', 'make_model',
            'make_transform', 'batch_pad_crop', 'predict', 'features', 'per_sample_losses', 'save_fit_state',
-           'load_fit_state', 'fit', 'lowest_loss', 'world_key', 'pretrain_world', 'initial_weights', 'training_knobs',
-           'train_erm', 'majority_fraction']
+           'load_fit_state', 'train_dtype', 'fit', 'lowest_loss', 'world_key', 'pretrain_world', 'initial_weights',
+           'training_knobs', 'train_erm', 'majority_fraction']
 
 # %% ../nbs/03_erm.ipynb #7fb4244c
 class BasicBlock(nn.Module):
@@ -170,10 +170,12 @@ def predict(
     ds: GroupDataset,  # evaluated without its transform
     batch_size: int = 256,  # evaluation batch size
     device: str | torch.device = "cpu",  # where to run
+    workers: int = 0,  # loader processes decoding images (0: here)
 ) -> np.ndarray:
     "Logits of every item of `ds` (N×classes), in order, in eval mode."
     model.eval().to(device, memory_format=torch.channels_last)
-    loader = DataLoader(ds.with_transform(None), batch_size=batch_size, shuffle=False)
+    loader = DataLoader(ds.with_transform(None), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=torch.device(device).type == "cuda")
     return torch.cat([model(_cl(x.to(device))).float().cpu() for x, _, _ in loader]).numpy()
 
 
@@ -282,6 +284,35 @@ def load_fit_state(
     return saved
 
 # %% ../nbs/03_erm.ipynb #830e7775
+def train_dtype(
+    precision: str,  # auto, fp32, fp16 or bf16 (`erm.precision`)
+    device: str | torch.device = "cpu",  # where the classifier trains
+) -> torch.dtype:
+    "The dtype a classifier's forward pass autocasts to: `auto` is bf16 on a GPU that has it (else fp16) and fp32 elsewhere."
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision == "auto":
+        if torch.device(device).type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision not in table:
+        raise ValueError(f"erm.precision must be auto, fp32, fp16 or bf16, got {precision!r}")
+    return table[precision]
+
+
+def _decoded(
+    ds: GroupDataset,  # the training data, with its transform
+    batches: list,  # index arrays, one per step
+    workers: int,  # loader processes
+    seed: int,  # seeds the processes' random augmentation (the same batches for the same seed and worker count)
+    device_type: str,  # cuda: pinned memory
+):
+    "The images of each of `batches` in turn (stacked), decoded and transformed by `workers` loader processes ahead of the training."
+    loader = DataLoader(ds, batch_sampler=[b.tolist() for b in batches], num_workers=workers,
+                        pin_memory=device_type == "cuda", generator=torch.Generator().manual_seed(seed),
+                        persistent_workers=False, prefetch_factor=4)
+    return (x for x, _, _ in loader)
+
+
 def fit(
     model: nn.Module,  # classifier, trained in place
     train: GroupDataset,  # training data
@@ -296,7 +327,7 @@ def fit(
     batch_loss: Callable | None = None,  # `batch_loss(model, idx, load) -> loss`; default: cross-entropy on targets
     state: dict | None = None,  # what `batch_loss` keeps between batches (tensors, numbers, numpy Generators): checkpointed
 ) -> tuple[nn.Module, list[dict]]:
-    "Train with AdamW or Adam (`optimizer`; cross-entropy unless `batch_loss` is given), checkpointing every epoch inside a cache entry; return the best validation epoch's model and the history."
+    "Train with AdamW or Adam (`optimizer`; cross-entropy unless `batch_loss` is given; `precision`, `loader_workers`), checkpointing every epoch inside a cache entry; return the best validation epoch's model and the history."
     from tqdm.auto import tqdm
 
     if select not in ("avg", "worst"):
@@ -307,9 +338,15 @@ def fit(
     tr = train.with_transform(None if batched else make_transform(ecfg["augment"], size))
     y_train = torch.from_numpy(np.asarray(train.y if targets is None else targets))
 
+    workers = int(ecfg.get("loader_workers", 0))  # processes decoding the next batches' images (paper-scale data)
+    ready: dict = {}  # the batch those processes decoded for this step: {"idx": ..., "x": ...}
+
     def load(idx):
         "Augmented training images `idx`, stacked on the device."
-        x = torch.stack([tr[int(i)][0] for i in idx])
+        if "idx" in ready and np.array_equal(ready["idx"], idx):
+            x = ready["x"]
+        else:
+            x = torch.stack([tr[int(i)][0] for i in idx])
         if batched:
             x = batch_pad_crop(x, max(1, size // 10), g)
         return _cl(x.to(device))
@@ -331,6 +368,13 @@ def fit(
     steps = max(1, ecfg["epochs"] * len(loader))
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if ecfg["schedule"] == "cosine"
              else torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0))
+    dtype = train_dtype(ecfg.get("precision", "fp32"), device)
+    dev = torch.device(device).type
+    # fp16 gradients need loss scaling; disabled (bf16, fp32) it passes the loss and the step through unchanged
+    scaler = torch.amp.GradScaler(dev, enabled=dtype == torch.float16)
+    if scaler.is_enabled():  # its scale is checkpointed with the caller's state
+        state = {} if state is None else state
+        state["grad_scaler"] = {}
     best, best_state, history = -1.0, None, []
     ckpt = work_dir(f"fit-{re.sub(r'[^A-Za-z0-9=_-]+', '_', desc)}.pt")  # None outside a cache entry's computation
     start = 0
@@ -338,24 +382,35 @@ def fit(
         saved = load_fit_state(ckpt, model, opt, sched, g, state, device)
         if saved is not None:
             best, best_state, history, start = saved["best"], saved["best_state"], saved["history"], saved["epoch"] + 1
+            if scaler.is_enabled() and state["grad_scaler"]:
+                scaler.load_state_dict(state["grad_scaler"])
     bar = tqdm(range(start, ecfg["epochs"]), desc=desc, leave=False, initial=start, total=ecfg["epochs"])
     for epoch in bar:
         model.train()
         total = 0.0
-        for (ib,) in loader:
-            loss = batch_loss(model, ib.numpy(), load)
+        batches = [ib.numpy() for (ib,) in loader]  # this epoch's draw (the sampler draws it all at its first batch)
+        decoded = _decoded(tr, batches, workers, seed * 100003 + epoch, dev) if workers else iter(())
+        for ib in batches:
+            if workers:
+                ready.update(idx=ib, x=next(decoded))
+            with torch.autocast(dev, dtype=dtype, enabled=dtype != torch.float32):
+                loss = batch_loss(model, ib, load)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             total += loss.item() * len(ib)
-        rep = group_report(predict(model, val, device=device).argmax(1), val.y, val.g, val.n_groups)
+        ready.clear()
+        rep = group_report(predict(model, val, device=device, workers=workers).argmax(1), val.y, val.g, val.n_groups)
         history.append({"epoch": epoch, "train_loss": total / len(tr), "val_worst": rep["worst"], "val_avg": rep["avg"]})
         score = rep[select]
         if score > best:
             best, best_state = score, copy.deepcopy(model.state_dict())
         bar.set_postfix(loss=f"{total / len(tr):.3f}", val_worst=f"{rep['worst']:.3f}", val_avg=f"{rep['avg']:.3f}")
         if ckpt is not None and epoch + 1 < ecfg["epochs"]:
+            if scaler.is_enabled():
+                state["grad_scaler"].update(scaler.state_dict())
             save_fit_state(ckpt, epoch, model, opt, sched, g, state, best, best_state, history)
     model.load_state_dict(best_state)
     return model, history
@@ -424,8 +479,9 @@ def initial_weights(
 
 # %% ../nbs/03_erm.ipynb #9f8de08c
 def training_knobs(ecfg: dict) -> dict:
-    "The `erm` section without `K`: what decides a trained classifier (a cache key part)."
-    return {k: v for k, v in ecfg.items() if k != "K"}
+    "The `erm` section without `K`: what decides a trained classifier (a cache key part; fp32 and no loader processes, the defaults, are left out)."
+    defaults = {"precision": "fp32", "loader_workers": 0}  # so that the keys of models trained before they existed hold
+    return {k: v for k, v in ecfg.items() if k != "K" and not (k in defaults and v == defaults[k])}
 
 
 def train_erm(

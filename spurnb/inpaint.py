@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import CacheWarning, cached, config_hash, digest
+from .config import CacheWarning, cached, collective_state, config_hash, digest
 from .data import load_split
 from .generator import box_masks, compute_dtype, get_inpainter, inpaint, load_generator, model_fingerprint
 from .inversion import draw_tokens, images_of, invert, load_tokens
@@ -56,6 +57,26 @@ def inpaint_masks(
     raise ValueError(f"unknown mask shape {how!r}; choose segment or box")
 
 # %% ../nbs/07_inpaint.ipynb #14851736
+def _read_chunk(
+    f: Path,  # a finished chunk's file
+    shape: tuple,  # the uint8 array it must hold
+) -> np.ndarray | None:
+    "The images in chunk file `f`, or None when it is missing or unusable (then removed, with a `CacheWarning`)."
+    if not f.exists():
+        return None
+    try:
+        with np.load(f) as z:
+            part = z["images"]
+        if part.shape != tuple(shape) or part.dtype != np.uint8:
+            raise ValueError(f"it holds {part.dtype} {part.shape}, not uint8 {tuple(shape)}")
+        return part
+    except Exception as e:  # noqa: BLE001 -- a truncated or foreign chunk is recomputed
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        warnings.warn(f"inpainting chunk {f} is unusable and is recomputed: {reason}", CacheWarning, stacklevel=3)
+        f.unlink(missing_ok=True)
+        return None
+
+
 def inpaint_resumable(
     pipe,  # a StableDiffusionInpaintPipeline with the tokens loaded
     images: np.ndarray,  # uint8 N×H×W×3 source images
@@ -68,7 +89,7 @@ def inpaint_resumable(
     batch_size: int = 64,  # images per pipeline call
     chunk: int = 256,  # images per saved chunk
 ) -> np.ndarray:
-    "Inpaint every image, resuming from the chunks already in `folder`; uint8 N×H×W×3."
+    "Inpaint every image, resuming from the chunks already in `folder` (under `accelerate launch`, each process its share); uint8 N×H×W×3."
     from tqdm.auto import tqdm
 
     images, masks = np.asarray(images), np.asarray(masks)
@@ -81,30 +102,33 @@ def inpaint_resumable(
         raise ValueError(f"steps, batch_size and chunk must be at least 1, got {steps}, {batch_size}, {chunk}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for start in tqdm(range(0, len(images), chunk), desc="inpaint", leave=False, disable=len(images) <= chunk):
-        f = folder / f"part_{start:06d}.npz"
-        sl = slice(start, start + chunk)
-        if f.exists():
-            want = (len(images[sl]), *images.shape[1:])
-            try:
-                with np.load(f) as z:
-                    part = z["images"]
-                if part.shape != want or part.dtype != np.uint8:
-                    raise ValueError(f"it holds {part.dtype} {part.shape}, not uint8 {want}")
-                out.append(part)
-                continue
-            except Exception as e:  # noqa: BLE001 -- a truncated or foreign chunk is recomputed
-                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                warnings.warn(f"inpainting chunk {f} is unusable and is recomputed: {reason}", CacheWarning, stacklevel=2)
-                f.unlink(missing_ok=True)
-        part = inpaint(pipe, images[sl], masks[sl], prompts[sl], seed=seed + start, steps=steps, guidance=guidance,
-                       batch_size=batch_size)
-        tmp = folder / f".part_{start:06d}.tmp{os.getpid()}.npz"
-        np.savez(tmp, images=part)
-        os.replace(tmp, f)
-        out.append(part)
-    return np.concatenate(out) if out else images[:0].copy()
+    starts = list(range(0, len(images), chunk))
+    mine, state = starts, collective_state()
+    if state is not None:  # `accelerate launch`: each process makes its own run of chunks, then all read all
+        with state.split_between_processes(starts) as mine:
+            mine = list(mine)
+        print(f"inpainting: process {state.process_index} of {state.num_processes} generates "
+              f"{sum(len(images[s:s + chunk]) for s in mine)} of {len(images)} images (chunks at {mine})",
+              file=sys.stderr, flush=True)
+    parts = {}
+    for start in tqdm(mine, desc="inpaint", leave=False, disable=len(mine) <= 1):
+        f, sl = folder / f"part_{start:06d}.npz", slice(start, start + chunk)
+        parts[start] = _read_chunk(f, (len(images[sl]), *images.shape[1:]))
+        if parts[start] is None:
+            parts[start] = inpaint(pipe, images[sl], masks[sl], prompts[sl], seed=seed + start, steps=steps,
+                                   guidance=guidance, batch_size=batch_size)
+            tmp = folder / f".part_{start:06d}.tmp{os.getpid()}.npz"
+            np.savez(tmp, images=parts[start])
+            os.replace(tmp, f)
+    if state is not None:
+        state.wait_for_everyone()
+        for start in sorted(set(starts) - set(parts)):  # the other processes' chunks
+            f = folder / f"part_{start:06d}.npz"
+            parts[start] = _read_chunk(f, (len(images[start:start + chunk]), *images.shape[1:]))
+            if parts[start] is None:
+                raise RuntimeError(f"inpainting chunk {f}, made by another process, is missing or unusable")
+    return np.concatenate([parts[s] for s in starts]) if starts else images[:0].copy()
+
 
 # %% ../nbs/07_inpaint.ipynb #a54e008f
 def inpaint_model(dcfg: dict, gcfg: dict, cache_dir: str | Path) -> str:
@@ -148,6 +172,6 @@ def generate(
         return {"arrays": arrays, "meta": meta}
 
     parts = Path(cache_dir) / "inpaint_parts" / config_hash(key)  # finished chunks of an interrupted run
-    art = cached("generated", key, compute, cache_dir)
+    art = cached("generated", key, compute, cache_dir, collective=True)  # its processes share the chunks
     shutil.rmtree(parts, ignore_errors=True)  # only once the whole artifact is stored
     return art

@@ -91,14 +91,16 @@ def token_groups(
 # %% ../nbs/05_inversion.ipynb #bd903cb7
 def _save_inversion_state(
     path: Path, step: int, emb: torch.Tensor, ids: list[int], opt: torch.optim.Optimizer, g: torch.Generator,
-    rng: np.random.Generator, history: list[float],
+    rng: np.random.Generator, history: list[float], scaler: torch.amp.GradScaler | None = None,
 ) -> None:
-    "Atomically checkpoint textual inversion after `step`: the new words' rows, their AdamW moments, both random states, the losses."
-    st = opt.state[emb]  # only the new words' rows matter: every other row is reset to its start after each step
-    out = {"step": step, "rows": emb[ids].detach().cpu(), "adam_step": st["step"].cpu(),
-           "exp_avg": st["exp_avg"][ids].cpu(), "exp_avg_sq": st["exp_avg_sq"][ids].cpu(), "g": g.get_state(),
-           "torch": torch.get_rng_state(),
+    "Atomically checkpoint textual inversion after `step`: the new words' rows, their AdamW moments, both random states, the losses (and fp16's loss scale)."
+    out = {"step": step, "rows": emb[ids].detach().cpu(), "g": g.get_state(), "torch": torch.get_rng_state(),
            "rng": rng.bit_generator.state, "history": list(history)}
+    st = opt.state.get(emb, {})  # empty while fp16's loss scaler has skipped every step so far
+    if st:  # only the new words' rows matter: every other row is reset to its start after each step
+        out.update(adam_step=st["step"].cpu(), exp_avg=st["exp_avg"][ids].cpu(), exp_avg_sq=st["exp_avg_sq"][ids].cpu())
+    if scaler is not None and scaler.is_enabled():
+        out["scaler"] = scaler.state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     torch.save(out, tmp)
@@ -107,7 +109,7 @@ def _save_inversion_state(
 
 def _load_inversion_state(
     path: Path, emb: torch.Tensor, ids: list[int], opt: torch.optim.Optimizer, g: torch.Generator,
-    rng: np.random.Generator, history: list[float],
+    rng: np.random.Generator, history: list[float], scaler: torch.amp.GradScaler | None = None,
 ) -> int:
     "Restore `_save_inversion_state`'s checkpoint; the first step still to run (0, with a `CacheWarning`, when it is unreadable)."
     import warnings
@@ -133,11 +135,14 @@ def _load_inversion_state(
         return 0
     with torch.no_grad():
         emb[ids] = s["rows"].to(emb)
-    moments = {k: torch.zeros_like(emb) for k in ("exp_avg", "exp_avg_sq")}
-    for k, m in moments.items():
-        m[ids] = s[k].to(m)
-    opt.state[emb] = {"step": s["adam_step"], **moments}
+    if "adam_step" in s:
+        moments = {k: torch.zeros_like(emb) for k in ("exp_avg", "exp_avg_sq")}
+        for k, m in moments.items():
+            m[ids] = s[k].to(m)
+        opt.state[emb] = {"step": s["adam_step"], **moments}
     history[:] = s["history"]
+    if scaler is not None and scaler.is_enabled() and "scaler" in s:
+        scaler.load_state_dict(s["scaler"])
     print(f"{path.name}: resuming after step {s['step'] + 1}", file=sys.stderr, flush=True)
     return s["step"] + 1
 
@@ -247,7 +252,7 @@ def learn_tokens(
         emb.requires_grad_(True)
         opt = torch.optim.AdamW([emb], lr=icfg["lr"], weight_decay=icfg["weight_decay"])
         ckpt, every = work_dir("inversion.pt"), max(1, int(icfg["steps"]) // 20)  # ~20 checkpoints in a cache entry
-        first = _load_inversion_state(ckpt, emb, ids, opt, g, rng, history) if ckpt is not None and ckpt.exists() else 0
+        first = _load_inversion_state(ckpt, emb, ids, opt, g, rng, history, scaler) if ckpt is not None and ckpt.exists() else 0
         bar = tqdm(range(first, icfg["steps"]), desc="textual inversion", leave=False, initial=first, total=icfg["steps"])
         for step in bar:
             z, w, prompts = [], [], []
@@ -282,7 +287,7 @@ def learn_tokens(
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
             if ckpt is not None and (step + 1) % every == 0 and step + 1 < icfg["steps"]:
-                _save_inversion_state(ckpt, step, emb, ids, opt, g, rng, history)
+                _save_inversion_state(ckpt, step, emb, ids, opt, g, rng, history, scaler)
     learned = {t_: emb[i].detach().cpu().clone() for t_, i in zip(tokens, ids)}
     bad = [t_ for t_, v in learned.items() if not torch.isfinite(v).all()]
     if bad:

@@ -21,7 +21,7 @@ from .config import PROFILES, get_config, git_commit, project_root, run_name, up
 # %% auto #0
 __all__ = ['NB_RE', 'KERNEL_RC', 'QUIET_WARNINGS', 'KEEP_FRESH', 'RESET_CODE', 'stage_notebooks', 'parse_override',
            'notebook_parameters', 'NotebookFailed', 'environment', 'kernel_environment', 'start_kernel', 'stop_kernel',
-           'start_shared_kernel', 'reset_kernel', 'run_notebook', 'check_run', 'reproduce', 'main']
+           'start_shared_kernel', 'reset_kernel', 'run_notebook', 'check_run', 'kernel_rendezvous', 'reproduce', 'main']
 
 # %% ../nbs/A2_reproduce.ipynb #6a3adbac
 NB_RE = re.compile(r"^(\d\d[a-z]?|A\d)_.*\.ipynb$")
@@ -269,9 +269,25 @@ def check_run(
     return cfg
 
 
+def _changes(
+    base: dict,  # a document as it was
+    new: dict,  # the same document later
+) -> dict:
+    "What `new` adds to or changes in `base` (nested dicts compared key by key; removals are not changes)."
+    out = {}
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            if sub := _changes(base[k], v):
+                out[k] = sub
+        elif k not in base or base[k] != v:
+            out[k] = v
+    return out
+
+
 def _publish(
     staging: Path,  # the staging copy of the project's outputs (figures/, README.md) a successful run filled
     root: Path,  # the project
+    base: dict | None = None,  # a partial run: results.json as it was copied at the start; only the changes are merged
 ) -> list[Path]:
     "Move every file of `staging` to the same place under `root`, each with an atomic rename; the files moved."
     moved = []
@@ -280,9 +296,36 @@ def _publish(
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists() and dest.read_bytes() == f.read_bytes():
             continue  # unchanged: keep its timestamp
+        if base is not None and f.name == "results.json":  # under its lock: what a concurrent run wrote stays
+            update_results(dest, _changes(base, json.loads(f.read_text())))
+            moved.append(dest)
+            continue
         os.replace(f, dest)
         moved.append(dest)
     return moved
+
+
+def kernel_rendezvous(
+    state,  # the `PartialState` of this command's processes (`spurnb.config.process_state`)
+) -> dict[str, str]:
+    "Environment for the next notebook's kernels under `accelerate launch`: a port the main process picked, where its kernel hosts their process group."
+    import socket
+
+    from accelerate.utils import broadcast_object_list
+
+    port = [None]
+    if state.is_main_process:
+        with socket.socket() as s:  # free now; the main kernel binds it a few seconds later
+            s.bind(("", 0))
+            port = [s.getsockname()[1]]
+    broadcast_object_list(port)  # every process waits here for the others: the notebooks start together
+    # the launcher's own store (TORCHELASTIC_USE_AGENT_STORE) already holds this command's group: kernels make their own
+    return {"MASTER_PORT": str(port[0]), "TORCHELASTIC_USE_AGENT_STORE": "False"}
+
+
+def _alive(pid: str) -> bool:
+    "Whether process `pid` (digits) is running on this machine."
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
 def reproduce(
@@ -299,8 +342,12 @@ def reproduce(
 
     from tqdm.auto import tqdm
 
-    from spurnb.config import find_project
+    from spurnb.config import find_project, process_state
 
+    # `accelerate launch`: every process runs every notebook; the heavy stages split their work between the kernels,
+    # and the main process publishes (the others' notebooks and figures stay in runs/<profile>/process-<k>/)
+    state = process_state(cpu=True)
+    rank = state.process_index if state is not None else 0
     root = Path(root).resolve() if root else find_project()
     overrides = _resolve_dirs(overrides or {}, Path.cwd())
     cfg = check_run(profile, seeds, overrides, root)
@@ -315,7 +362,11 @@ def reproduce(
     commit = git_commit(root)  # before touching anything
     # the notebooks write into a staging copy of figures/ (and README.md); it replaces the tracked files only if every
     # notebook ran
-    staging = root / "runs" / run_name(cfg) / ".staging"
+    runs = root / "runs" / run_name(cfg) / (f"process-{rank}" if rank else "")
+    for old in runs.glob(".staging-*"):  # left by killed runs (a run still going keeps its own)
+        if not _alive(old.name.rpartition("-")[2]):
+            shutil.rmtree(old, ignore_errors=True)
+    staging = runs / f".staging-{os.getpid()}"  # this run's own: another run of the project may be going on
     shutil.rmtree(staging, ignore_errors=True)
     figures = root / "figures"
     tracked = figures / run_name(cfg) / "results.json"
@@ -328,27 +379,31 @@ def reproduce(
     if (figures / run_name(cfg)).is_dir():
         shutil.copytree(figures / run_name(cfg), staging / "figures" / run_name(cfg))
     results = staging / "figures" / run_name(cfg) / "results.json"
+    base = json.loads(results.read_text()) if only and results.exists() else {} if only else None
     if not only and results.exists():
         results.unlink()  # a full run regenerates everything
     update_results(results, {"profile": profile, "commit": commit, "seeds": seeds})
     params = {"profile": profile, "seeds": seeds, "overrides": overrides}
     times = {}
-    bar = tqdm(todo.items(), desc=f"reproduce[{profile}]", unit="nb")
+    bar = tqdm(todo.items(), desc=f"reproduce[{profile}]", unit="nb", disable=rank != 0)
     # notebooks' kernels inherit these (see the config's parameter cells and run_paths)
     with ExitStack() as stack:
         stack.enter_context(environment(SPURNB_PROFILE=profile, SPURNB_CACHE=cache, SPURNB_FIGURES=str(staging / "figures")))
         km = None
         if one_kernel:
-            km = start_shared_kernel(root / "nbs", stack.enter_context(kernel_environment()))
+            with environment(**(kernel_rendezvous(state) if state is not None else {})):
+                km = start_shared_kernel(root / "nbs", stack.enter_context(kernel_environment()))
             stack.callback(stop_kernel, km)
         for key, path in bar:
             bar.set_postfix_str(path.stem)
             try:
-                times[path.stem] = round(run_notebook(path, root / "runs" / run_name(cfg) / path.name, params, km=km), 1)
+                with environment(**(kernel_rendezvous(state) if state is not None and km is None else {})):
+                    times[path.stem] = round(run_notebook(path, runs / path.name, params, km=km), 1)
             except NotebookFailed as e:
                 raise NotebookFailed(f"{e} (figures/ unchanged; this run's figures so far: {staging})") from None
             update_results(results, {"timings_s": {path.stem: times[path.stem]}})
-    _publish(staging, root)
+    if rank == 0:
+        _publish(staging, root, base)
     shutil.rmtree(staging, ignore_errors=True)
     return times
 
@@ -363,6 +418,8 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     "Console entry point: `spurnb reproduce ...`, `spurnb fetch ...`, `spurnb exercises ...`, `spurnb docs ...`, `spurnb check-site ...`."
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0].startswith("--") and argv[0] not in ("--help", "--version"):
+        argv = ["reproduce", *argv]  # `accelerate launch -m spurnb.reproduce --profile smoke`
     if argv[:1] == ["fetch"]:  # its own parser (spurnb.weights)
         from spurnb.weights import main as fetch_main
 
@@ -425,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if int(os.environ.get("RANK", "0")):
+        return 0  # under `accelerate launch` the main process prints the table
     width = max(len(k) for k in times) if times else 8
     print(f"\n{'notebook':<{width}}  seconds")
     for k, v in times.items():

@@ -1,5 +1,7 @@
 "ERM stage on the smoke profile: caching, per-sample losses, and the majority set."
 import numpy as np
+import pytest
+import torch
 
 import spurnb.erm as erm
 from spurnb.config import get_config
@@ -44,3 +46,54 @@ def test_erm_does_not_depend_on_earlier_random_numbers(tmp_path):
     torch.rand(1000)  # whatever ran before in the process must not change the result
     b = erm.train_erm(cfg["data"], cfg["erm"], 0, tmp_path / "b")
     np.testing.assert_allclose(a["arrays"]["test_logits"], b["arrays"]["test_logits"], atol=1e-5)
+
+
+# ---------------------------------------------------------------- paper-scale settings: loader processes, precision
+def _toy_fit(**knobs):
+    from test_baselines import TOY_ECFG, linear, toy
+
+    from spurnb.erm import fit
+
+    ecfg = {**TOY_ECFG, "epochs": 3, "augment": "pad_crop", "batch_size": 16, **knobs}
+    return fit(linear(0), toy(96, 0.9, 0), toy(48, 0.5, 1), ecfg, seed=0)
+
+
+def test_loader_processes_decode_the_same_batches(monkeypatch):
+    "With the batch-wise augmentation (drawn here, from the training's generator) loader processes change nothing."
+    alone, hist = _toy_fit()
+    real, used = erm._decoded, []
+
+    def decoded(*args):
+        for x in real(*args):
+            used.append(len(x))
+            yield x
+
+    monkeypatch.setattr(erm, "_decoded", decoded)
+    loaded, hist2 = _toy_fit(loader_workers=2)
+    assert sum(used) == 3 * 96  # every training image came from the loader processes
+    assert hist2 == hist
+    assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_half_precision_trains_close_to_fp32():
+    _, fp32 = _toy_fit()
+    for precision in ("bf16", "fp16"):
+        _, half = _toy_fit(precision=precision)
+        assert [h["train_loss"] for h in half] == pytest.approx([h["train_loss"] for h in fp32], rel=0.05), precision
+
+
+def test_train_dtype():
+    from spurnb.erm import train_dtype
+
+    assert train_dtype("auto", "cpu") == torch.float32 and train_dtype("bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="erm.precision must be auto, fp32, fp16 or bf16, got 'fp8'"):
+        train_dtype("fp8")
+
+
+def test_default_precision_and_loaders_keep_the_cache_keys():
+    from spurnb.erm import training_knobs
+
+    ecfg = {"epochs": 2, "lr": 1e-3, "K": 5}
+    assert training_knobs({**ecfg, "precision": "fp32", "loader_workers": 0}) == {"epochs": 2, "lr": 1e-3}
+    assert training_knobs({**ecfg, "precision": "bf16", "loader_workers": 4}) == {
+        "epochs": 2, "lr": 1e-3, "precision": "bf16", "loader_workers": 4}

@@ -3,6 +3,7 @@ killed smoke run resumes to the same results; a damaged cache entry is recompute
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,13 +67,13 @@ def _as_on_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start(proj: Path, args: list, tag: str, **env) -> subprocess.Popen:
-    "`spurnb reproduce ...` in its own process group, every process it starts tagged with `tag`; output to a log file."
+def _start(proj: Path, args: list, tag: str, launcher: list | None = None, **env) -> subprocess.Popen:
+    "`spurnb reproduce ...` (after `launcher`, e.g. `accelerate launch ...`) in its own process group, every process it starts tagged with `tag`; output to a log file."
     e = {**os.environ, "FAULT_TAG": tag, "PYTHONPATH": str(proj), **env}
     e.pop("SPURNB_PROFILE", None)
     log = proj.parent / f"{proj.name}-{tag}.log"  # a file, not a pipe: a full pipe would stall a slow run's progress bars
     with open(log, "w") as f:
-        run = subprocess.Popen([*CLI, "reproduce", *args], cwd=proj, env=e, stdout=f, stderr=subprocess.STDOUT,
+        run = subprocess.Popen([*(launcher or CLI), "reproduce", *args], cwd=proj, env=e, stdout=f, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True, preexec_fn=_as_on_a_terminal)
     run.log = log
     return run
@@ -156,7 +157,36 @@ def test_failed_notebook_publishes_nothing_then_a_good_run_does(project):
     assert res["kept"] == 1 and res["written_by"] == "notebook" and res["seeds"] == [0] and "01_write" in res["timings_s"]
     assert (project / "figures" / "smoke" / "table.md").read_text() == "new"
     assert (project / "README.md").read_text() == "new readme"
-    assert not (project / "runs" / "smoke" / ".staging").exists()
+    assert not list((project / "runs" / "smoke").glob(".staging*"))
+
+
+def test_two_concurrent_runs_compute_each_entry_once_and_keep_both_runs_keys(project):
+    "Two `spurnb reproduce --profile smoke` runs at once on one project and cache: each wants the same slow cache entry."
+    def stage(name):
+        return ("import os, time\nfrom spurnb.config import cached, get_config, run_paths, update_results\n"
+                "paths = run_paths(get_config('smoke'))\n"
+                "def compute():\n"
+                "    open('../computed', 'a').write(f'{os.getpid()}\\n')\n"
+                "    time.sleep(3)\n"
+                "    return {'meta': {'value': 7}}\n"
+                "art = cached('shared', {'k': 1}, compute, paths['cache'])\n"
+                f"update_results(paths['figures'] / 'results.json', {{'{name}': art['meta']['value']}})", [])
+
+    for nb in (project / "nbs").glob("*.ipynb"):
+        nb.unlink()
+    (project / "nbs" / "02_a.ipynb").write_text(json.dumps(_nb([PARAMS, stage("a")])))
+    (project / "nbs" / "03_b.ipynb").write_text(json.dumps(_nb([PARAMS, stage("b")])))
+    cache = project / "cache"
+    runs = [_start(project, ["--profile", "smoke", "--only", only], uuid.uuid4().hex, SPURNB_CACHE=str(cache))
+            for only in ("02", "03")]
+    for r in runs:
+        err = _finish(r)
+        assert r.returncode == 0, err[-3000:]
+    assert len((project / "computed").read_text().split()) == 1  # one run computed the entry, the other read it
+    res = json.loads((project / "figures" / "smoke" / "results.json").read_text())
+    assert res["a"] == res["b"] == 7 and res["kept"] == 1  # both runs' keys, and what was there before
+    assert {"02_a", "03_b"} <= set(res["timings_s"])
+    assert not list((project / "runs" / "smoke").glob(".staging*"))
 
 
 def test_one_kernel_starts_every_notebook_as_a_fresh_kernel_would(project):
@@ -178,8 +208,15 @@ def test_one_kernel_starts_every_notebook_as_a_fresh_kernel_would(project):
     assert _wait_gone(tag) == []  # and was shut down with the run
 
 
-# ---------------------------------------------------------------- a real smoke run, killed and resumed
-SMOKE = ["--profile", "smoke", "--only", "03", "--seeds", "0"]  # ERM and the oracle: two trainings
+# ---------------------------------------------------------------- real smoke runs: two processes, and killed ones
+# ERM and the oracle (03), textual inversion (05), segmentation (06), inpainting (07), pruning (08), DDB (09); one seed,
+# no ablations; one kernel per process (a kernel each would import torch and spurnb again for every notebook)
+SMOKE = ["--profile", "smoke", "--only", "03", "05", "06", "07", "08", "09", "--seeds", "0", "--no-ablations",
+         "--one-kernel"]
+# the stages killed and resumed below, and where each keeps its checkpoint while it computes
+KILLS = {"erm": "erm/*.work/fit-*.pt", "inversion": "inversion/*.work/inversion.pt", "ddb": "ddb/*.work/fit-*.pt"}
+# the cache entries the one-process runs make again (the rest, trained once and not under test, is copied)
+REMADE = ["erm", "inversion", "majority_masks", "generated", "inpaint_parts", "prune_scores", "ddb"]
 
 
 def _copy_project(dest: Path) -> Path:
@@ -190,54 +227,100 @@ def _copy_project(dest: Path) -> Path:
     return dest
 
 
+TIMING = re.compile(r"^(timings_s|commit|seconds)$|_s$|_minutes$|_s_per_image$")  # what differs between runs
+
+
 def _numbers(proj: Path) -> dict:
-    "results.json without what differs between runs of the same code (timings, commit)."
-    doc = json.loads((proj / "figures" / "smoke" / "results.json").read_text())
-    return {k: v for k, v in doc.items() if k not in ("timings_s", "commit")}
+    "results.json without what differs between runs of the same code: the commit, and timings at any depth."
+    def strip(d):
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if not TIMING.search(k)}
+
+    return strip(json.loads((proj / "figures" / "smoke" / "results.json").read_text()))
 
 
-@pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    "An uninterrupted smoke run of 03 (ERM and oracle), and one killed in its training and rerun."
-    out = tmp_path_factory.mktemp("faults")
-    # the trainings run in the kernel, one after the other: four runs with two worker processes each cost ~80 CPU-s of
-    # imports, and workers killed with their run are tested above (`project`'s busy workers)
-    env = {"SPURNB_JOBS": "1"}
-    whole = _copy_project(out / "whole")
-    r = _start(whole, SMOKE, uuid.uuid4().hex, SPURNB_CACHE=str(out / "cache-whole"), **env)
-    err = _finish(r)
-    assert r.returncode == 0, err[-3000:]
-    killed = _copy_project(out / "killed")
-    tag, cache = uuid.uuid4().hex, out / "cache-killed"
-    # the killed run starts with the whole run's world pretraining (not what is tested), without its two trainings
-    shutil.copytree(out / "cache-whole", cache, ignore=lambda d, names: ["erm"] if Path(d) == out / "cache-whole" else [])
-    r = _start(killed, SMOKE, tag, SPURNB_CACHE=str(cache), **env)
-    end = time.time() + 600
-    # a training has finished its first epoch (its checkpoint is written) and goes on with the second: kill -9 then,
-    # every process of the run at once (as a job scheduler or the OOM killer does; the kernel runs in a session of its
-    # own, so a kill of the command's group alone leaves it a moment to finish the epoch)
-    while not list((cache / "erm").glob("*.work/fit-*.pt")):
-        assert time.time() < end and r.poll() is None, "the run ended before a training checkpointed"
+def _accelerate(port: int) -> list[str]:
+    "`accelerate launch` with two processes (through torchrun: --multi_gpu; without GPUs they share the CPU over gloo)."
+    return [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+            "-m", "spurnb.reproduce"]
+
+
+def _kill_when(run: subprocess.Popen, tag: str, pattern: Path, seconds: float = 900) -> None:
+    "kill -9 every process of `run` as soon as a file matching `pattern` exists (a checkpoint: the stage is under way)."
+    end = time.time() + seconds
+    while not list(pattern.parent.parent.glob(f"{pattern.parent.name}/{pattern.name}")):
+        assert time.time() < end and run.poll() is None, f"the run ended before {pattern} appeared"
         time.sleep(0.1)
-    for pid in [r.pid, *_tagged(tag)]:
+    for pid in [run.pid, *_tagged(tag)]:  # at once, as a job scheduler or the OOM killer does
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    _finish(r)
-    survivors = _wait_gone(tag)
-    figures_after_kill = (killed / "figures" / "smoke" / "results.json").exists()
+    _finish(run)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """An uninterrupted smoke run under `accelerate launch` with two processes; then one process on a copy of its
+    cache without the entries under test, killed with -9 in an ERM training, then in the textual inversion, then in
+    the DDB retraining, each time rerun; the last rerun finishes."""
+    import socket
+
+    out = tmp_path_factory.mktemp("faults")
+    # every training runs in its kernel (no worker pools: four runs of worker imports cost ~80 CPU-s, and killed
+    # workers are tested above, on `project`'s busy workers)
+    env = {"SPURNB_JOBS": "1"}
+    whole = _copy_project(out / "whole")
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    r = _start(whole, SMOKE, uuid.uuid4().hex, launcher=_accelerate(port), SPURNB_CACHE=str(out / "cache-whole"), **env)
+    whole_log = _finish(r)
+    assert r.returncode == 0, whole_log[-3000:]
+    whole_log += "".join(p.read_text() for p in (whole / "runs" / "smoke").rglob("*.ipynb"))
+    killed, cache = _copy_project(out / "killed"), out / "cache-killed"
+    shutil.copytree(out / "cache-whole", cache, ignore=lambda d, names: REMADE if Path(d) == out / "cache-whole" else [])
+    survivors, published, logs = [], [], {}
+
+    def shown(run) -> str:  # what a run printed, and its executed notebooks (the kernel's messages are in them)
+        return run.log.read_text() + "".join(p.read_text() for p in sorted((killed / "runs" / "smoke").glob("*.ipynb")))
+
+    for stage, pattern in KILLS.items():
+        tag = uuid.uuid4().hex
+        r = _start(killed, SMOKE, tag, SPURNB_CACHE=str(cache), **env)
+        _kill_when(r, tag, cache / pattern)
+        survivors += _wait_gone(tag)
+        published.append((killed / "figures" / "smoke" / "results.json").exists())
+        logs[f"killed in {stage}"] = shown(r)
     rerun = _start(killed, SMOKE, uuid.uuid4().hex, SPURNB_CACHE=str(cache), **env)
     err = _finish(rerun)
     assert rerun.returncode == 0, err[-3000:]
-    return {"whole": whole, "killed": killed, "survivors": survivors, "figures_after_kill": figures_after_kill,
-            "cache": cache, "env": env, "rerun_log": err + (killed / "runs" / "smoke" / "03_erm.ipynb").read_text()}
+    logs["done"] = shown(rerun)
+    return {"whole": whole, "killed": killed, "survivors": survivors, "published": published, "cache": cache,
+            "env": env, "logs": logs, "whole_log": whole_log}
 
 
-def test_kill_mid_training_then_rerun_gives_the_same_results(smoke_runs):
+def test_two_processes_make_what_one_makes(smoke_runs):
+    "`accelerate launch` with two processes against one process (the killed and resumed runs), number for number."
+    log = smoke_runs["whole_log"]
+    assert "oracle: process 0 of 2 computed job(s) [0] of 2" in log  # 03's two trainings, one per process
+    assert "oracle: process 1 of 2 computed job(s) [1] of 2" in log
+    assert "inpainting: process 0 of 2 generates" in log and "inpainting: process 1 of 2 generates" in log
+    assert not (smoke_runs["whole"] / "runs" / "smoke" / ".staging").exists()
+    assert (smoke_runs["whole"] / "runs" / "smoke" / "process-1" / "09_retrain.ipynb").exists()
+    # the same code on the same data, each training at one thread (OMP_NUM_THREADS=1 in make test) in either case:
+    # equal to the last digit (with other thread counts, float sums in another order would differ in late digits)
+    assert _numbers(smoke_runs["killed"]) == _numbers(smoke_runs["whole"])
+
+
+def test_kill_mid_stage_then_rerun_gives_the_same_results(smoke_runs):
     assert smoke_runs["survivors"] == []
-    assert not smoke_runs["figures_after_kill"]  # the killed run published nothing
-    assert "resuming after epoch 1" in smoke_runs["rerun_log"]  # the rerun went on from the killed training's checkpoint
+    assert smoke_runs["published"] == [False, False, False]  # no killed run published anything
+    logs = smoke_runs["logs"]
+    # each rerun went on from the killed computation's checkpoint (the next run, killed or not, resumed it)
+    assert re.search(r"fit-erm_seed=0_\.pt: resuming after epoch [1-9]", logs["killed in inversion"])
+    assert re.search(r"inversion\.pt: resuming after step [1-9]", logs["killed in ddb"])
+    assert re.search(r"fit-ddb_seed=0_\.pt: resuming after epoch [1-9]", logs["done"])
     assert _numbers(smoke_runs["killed"]) == _numbers(smoke_runs["whole"])
 
 
@@ -247,7 +330,7 @@ def test_a_flipped_byte_in_a_cache_entry_is_recomputed(smoke_runs):
     data = bytearray(entry.read_bytes())
     data[len(data) // 2] ^= 0x10
     entry.write_bytes(bytes(data))
-    r = _start(proj, SMOKE, uuid.uuid4().hex, SPURNB_CACHE=str(cache), **smoke_runs["env"])
+    r = _start(proj, ["--profile", "smoke", "--only", "03", "--seeds", "0"], uuid.uuid4().hex, SPURNB_CACHE=str(cache), **smoke_runs["env"])
     err = _finish(r)
     assert r.returncode == 0, err
     # the warning shows in the executed notebook, or on the terminal when a worker process read the entry

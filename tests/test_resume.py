@@ -21,10 +21,11 @@ class Killed(Exception):
 
 
 def train(kind: str, cache) -> dict:
-    "One cached training of `kind` (erm, groupdro or lisa) on the toy data."
+    "One cached training of `kind` (erm, erm-fp16: with a loss scaler, groupdro or lisa) on the toy data."
     def compute():
-        if kind == "erm":
-            model, meta = erm.fit(linear(0), TRAIN, VAL, ECFG, 0, desc="erm(seed=0)")
+        if kind.startswith("erm"):
+            ecfg = {**ECFG, "precision": "fp16"} if kind == "erm-fp16" else ECFG
+            model, meta = erm.fit(linear(0), TRAIN, VAL, ecfg, 0, desc="erm(seed=0)")
             meta = {"history": meta}
         else:
             model, meta = getattr(bl, f"train_{kind}")(lambda: linear(0), TRAIN, VAL, ECFG, BCFG, 0)
@@ -46,8 +47,14 @@ def kill_in_epoch_3(monkeypatch):
     monkeypatch.setattr(erm, "group_report", report)
 
 
-@pytest.mark.parametrize("kind", ["erm", "groupdro", "lisa"])
+@pytest.mark.parametrize("kind", ["erm", "erm-fp16", "groupdro", "lisa"])
 def test_a_killed_training_resumes_to_the_uninterrupted_model(tmp_path, monkeypatch, capfd, kind):
+    if kind == "erm-fp16":  # a loss scale that starts far too high: it halves at every overflowing step (skipped), so
+        class Scaler(torch.amp.GradScaler):  # a resume that forgot the scale would skip other steps
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **{**kwargs, "init_scale": 2.0 ** 40})
+
+        monkeypatch.setattr(torch.amp, "GradScaler", Scaler)
     whole = train(kind, tmp_path / "whole")
     with monkeypatch.context() as m:
         kill_in_epoch_3(m)
@@ -82,11 +89,20 @@ def test_fit_outside_a_cache_entry_keeps_no_checkpoint(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_killed_textual_inversion_resumes_to_the_uninterrupted_words(tmp_path, monkeypatch, capfd, folder):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_killed_textual_inversion_resumes_to_the_uninterrupted_words(tmp_path, monkeypatch, capfd, folder, precision):
     import spurnb.inversion as inv
     from spurnb.config import get_config
 
-    icfg = {**get_config("smoke")["ddb"]["inversion"], "steps": 6, "batch_size": 2, "tokens_per_class": 1}
+    icfg = {**get_config("smoke")["ddb"]["inversion"], "steps": 6, "batch_size": 2, "tokens_per_class": 1,
+            "precision": precision}
+    if precision == "fp16":  # a loss scale too high at first, halved at each overflowing step (skipped) until the
+        # gradients fit: a resume that forgot the scale would skip other steps (checked: it fails without it)
+        class Scaler(torch.amp.GradScaler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **{**kwargs, "init_scale": 2.0 ** 24})
+
+        monkeypatch.setattr(torch.amp, "GradScaler", Scaler)
     rng = np.random.default_rng(0)
     images = {c: rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8) for c in (0, 1)}
 
