@@ -342,14 +342,17 @@ def get_generator(
     retrain: bool = False,  # train instead of loading `gcfg["model"]`
 ) -> str:
     "Path or id of the text-to-image model to use: the configured one, or one trained now (cached by config)."
-    from spurnb.config import config_hash
+    from spurnb.config import config_hash, file_lock
 
     model = resolve_model(gcfg["model"])
     if model and not retrain:
         return model
     keys = {k: v for k, v in gcfg.items()
             if k not in ("model", "eval_samples", "eval_steps", "guidance") and not k.startswith("inpaint_")}
-    return str(train_mini_sd(dcfg, gcfg, Path(cache_dir) / "generator" / config_hash({"data": dcfg, "gen": keys})))
+    name = config_hash({"data": dcfg, "gen": keys})
+    # one process trains (several runs, or `accelerate launch`'s processes, may want it at once); the others wait
+    with file_lock(Path(cache_dir) / ".locks" / f"generator-{name}", f"training the text-to-image model {name}"):
+        return str(train_mini_sd(dcfg, gcfg, Path(cache_dir) / "generator" / name))
 
 # %% ../nbs/04_generator.ipynb #e791c0d1
 def box_masks(masks: np.ndarray, grow: int = 2) -> np.ndarray:
@@ -369,7 +372,7 @@ def get_inpainter(
     retrain: bool = False,  # train instead of loading `gcfg["inpaint_model"]`
 ) -> str:
     "Path or id of the inpainting model: the configured one, or one fine-tuned now from the text-to-image model."
-    from spurnb.config import config_hash
+    from spurnb.config import config_hash, file_lock
 
     model = resolve_model(gcfg["inpaint_model"])
     if model and not retrain:
@@ -378,7 +381,9 @@ def get_inpainter(
     keys = {k: gcfg[k] for k in ("inpaint_steps", "inpaint_lr", "inpaint_full_share", "batch_size", "warmup_steps",
                                  "mask_weight", "snr_gamma", "ema_decay", "background_share")}
     key = {"data": dcfg, "base": model_fingerprint(base), "gen": keys}
-    return str(train_inpainter(base, dcfg, gcfg, Path(cache_dir) / "inpainter" / config_hash(key)))
+    name = config_hash(key)
+    with file_lock(Path(cache_dir) / ".locks" / f"inpainter-{name}", f"training the inpainting model {name}"):
+        return str(train_inpainter(base, dcfg, gcfg, Path(cache_dir) / "inpainter" / name))
 
 # %% ../nbs/04_generator.ipynb #c9efa25d
 def _save_state(folder: Path, modules: dict, optimizer, step: int, history: list, ema: dict | None = None,
