@@ -26,7 +26,7 @@ from .metrics import group_report
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BasicBlock', 'SmallResNet', 'ImageNetResNet50', 'load_state', 'make_model',
            'make_transform', 'batch_pad_crop', 'predict', 'features', 'per_sample_losses', 'save_fit_state',
            'load_fit_state', 'train_dtype', 'fit', 'lowest_loss', 'world_key', 'pretrain_world', 'initial_weights',
-           'training_knobs', 'train_erm', 'majority_fraction']
+           'erm_key', 'training_knobs', 'train_erm', 'majority_fraction']
 
 # %% ../nbs/03_erm.ipynb #7fb4244c
 class BasicBlock(nn.Module):
@@ -478,10 +478,15 @@ def initial_weights(
     return ecfg["weights"]
 
 # %% ../nbs/03_erm.ipynb #9f8de08c
+def erm_key(ecfg: dict) -> dict:
+    "The `erm` section as a cache key part: `precision` and `loader_workers` left out at their defaults (fp32, 0)."
+    defaults = {"precision": "fp32", "loader_workers": 0}  # so that the keys of models made before they existed hold
+    return {k: v for k, v in ecfg.items() if not (k in defaults and v == defaults[k])}
+
+
 def training_knobs(ecfg: dict) -> dict:
-    "The `erm` section without `K`: what decides a trained classifier (a cache key part; fp32 and no loader processes, the defaults, are left out)."
-    defaults = {"precision": "fp32", "loader_workers": 0}  # so that the keys of models trained before they existed hold
-    return {k: v for k, v in ecfg.items() if k != "K" and not (k in defaults and v == defaults[k])}
+    "The `erm` section without `K`: what decides a trained classifier (a cache key part, as `erm_key`)."
+    return {k: v for k, v in erm_key(ecfg).items() if k != "K"}
 
 
 def train_erm(

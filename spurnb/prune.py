@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .config import cached, digest
 from .data import load_split
-from .erm import make_model, train_erm
+from .erm import erm_key, make_model, train_erm
 from .inpaint import generate
 from .inversion import images_of
 
@@ -208,7 +208,7 @@ def prune_scores(
     gen = generate(cfg, seed, cache_dir, device, n_samples=n_samples)
     G = gen["arrays"]
     knobs = {k: rcfg[k] for k in ("ig_steps",)}
-    key = {"generated": digest(G), "data": dcfg, "erm": ecfg, "prune": knobs, "seed": seed}
+    key = {"generated": digest(G), "data": dcfg, "erm": erm_key(ecfg), "prune": knobs, "seed": seed}
 
     def compute():
         t0 = time.perf_counter()

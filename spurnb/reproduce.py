@@ -289,7 +289,7 @@ def _publish(
     root: Path,  # the project
     base: dict | None = None,  # a partial run: results.json as it was copied at the start; only the changes are merged
 ) -> list[Path]:
-    "Move every file of `staging` to the same place under `root`, each with an atomic rename; the files moved."
+    "Move every file of `staging` to the same place under `root`, each with an atomic rename (a partial run's results.json: its changes merged in); the files moved."
     moved = []
     for f in sorted(p for p in staging.rglob("*") if p.is_file()):
         dest = root / f.relative_to(staging)
@@ -363,7 +363,7 @@ def reproduce(
     # the notebooks write into a staging copy of figures/ (and README.md); it replaces the tracked files only if every
     # notebook ran
     runs = root / "runs" / run_name(cfg) / (f"process-{rank}" if rank else "")
-    for old in runs.glob(".staging-*"):  # left by killed runs (a run still going keeps its own)
+    for old in runs.glob(".staging*"):  # left by killed runs (a run still going keeps its own)
         if not _alive(old.name.rpartition("-")[2]):
             shutil.rmtree(old, ignore_errors=True)
     staging = runs / f".staging-{os.getpid()}"  # this run's own: another run of the project may be going on
@@ -379,7 +379,9 @@ def reproduce(
     if (figures / run_name(cfg)).is_dir():
         shutil.copytree(figures / run_name(cfg), staging / "figures" / run_name(cfg))
     results = staging / "figures" / run_name(cfg) / "results.json"
-    base = json.loads(results.read_text()) if only and results.exists() else {} if only else None
+    base = None  # a partial run publishes only what it changes in results.json (a concurrent run's keys stay)
+    if only:
+        base = json.loads(results.read_text()) if results.exists() else {}
     if not only and results.exists():
         results.unlink()  # a full run regenerates everything
     update_results(results, {"profile": profile, "commit": commit, "seeds": seeds})

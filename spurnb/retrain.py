@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .config import cached, digest
 from .data import GroupDataset, load_split
-from .erm import fit, make_model, predict, train_erm
+from .erm import erm_key, fit, make_model, predict, train_erm
 from .prune import kept_mask, prune_scores, to_input
 
 # %% auto #0
@@ -126,7 +126,7 @@ def train_ddb(
     scores = prune_scores(cfg, seed, cache_dir, device, n_samples=n_samples)
     G = scores["gen"]["arrays"]
     keep = kept_mask(scores, dd["prune"]["P"], prune)
-    key = {"data": dcfg, "erm": ecfg, "retrain": dd["retrain"], "generated": digest(G), "keep": digest({"k": keep}),
+    key = {"data": dcfg, "erm": erm_key(ecfg), "retrain": dd["retrain"], "generated": digest(G), "keep": digest({"k": keep}),
            "seed": seed}
 
     def compute():

@@ -305,11 +305,11 @@ def majority_masks(
     device: str | torch.device = "cpu",  # where the segmenter runs
 ) -> dict:
     "Masks of each class's K lowest-loss training images (cached): arrays `idx`, `y`, `a`, `masks`, `detected`, `scores`."
-    from spurnb.erm import lowest_loss, per_sample_losses, train_erm
+    from spurnb.erm import erm_key, lowest_loss, per_sample_losses, train_erm
     from spurnb.inversion import images_of
 
     dcfg, ecfg, scfg, size = cfg["data"], cfg["erm"], cfg["segment"], cfg["generator"]["size"]
-    key = {"data": dcfg, "erm": ecfg, "segment": scfg, "size": size, "seed": seed}
+    key = {"data": dcfg, "erm": erm_key(ecfg), "segment": scfg, "size": size, "seed": seed}
 
     def compute():
         t0 = time.perf_counter()

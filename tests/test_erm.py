@@ -91,7 +91,9 @@ def test_train_dtype():
 
 
 def test_default_precision_and_loaders_keep_the_cache_keys():
-    from spurnb.erm import training_knobs
+    from spurnb.erm import erm_key, training_knobs
+
+    assert erm_key({"epochs": 2, "K": 5, "precision": "fp32", "loader_workers": 0}) == {"epochs": 2, "K": 5}
 
     ecfg = {"epochs": 2, "lr": 1e-3, "K": 5}
     assert training_knobs({**ecfg, "precision": "fp32", "loader_workers": 0}) == {"epochs": 2, "lr": 1e-3}
