@@ -728,6 +728,15 @@ def save_generator(
         for name in ("vae", "text_encoder", "unet"):
             getattr(pipe, name).to(torch.float16)
     pipe.save_pretrained(tmp, safe_serialization=True)
+    te_dir = tmp / "text_encoder"
+    if not (te_dir / "config.json").exists():  # transformers writes only on rank 0 of an initialised process group
+        from safetensors.torch import save_file  # (another process of `accelerate launch`): write it as rank 0 would
+
+        te_dir.mkdir(exist_ok=True)
+        pipe.text_encoder.config.architectures = [type(pipe.text_encoder).__name__]
+        pipe.text_encoder.config.save_pretrained(te_dir)
+        save_file({k: v.contiguous() for k, v in pipe.text_encoder.state_dict().items()}, te_dir / "model.safetensors",
+                  metadata={"format": "pt"})
     if fp16:
         for name in ("vae", "text_encoder", "unet"):
             getattr(pipe, name).to(torch.float32)

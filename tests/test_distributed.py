@@ -56,6 +56,11 @@ def square(x, cache):  # a cached stage: one job
 
 
 art = cached("generated", {"k": 1}, generate, cache, collective=True)
+if rank == 1:  # transformers writes a model only on rank 0 of a process group: a folder saved elsewhere is whole too
+    from spurnb.generator import build_mini_sd, load_generator, save_generator
+
+    save_generator(build_mini_sd(get_config("smoke")["generator"]), cache / "mini-sd")
+    note("loaded", type(load_generator(cache / "mini-sd").text_encoder).__name__)
 try:  # one process's job fails: every process raises it, and they stay in step for what follows
     run_jobs(get_config, [("cpu",), ("no-such-profile",)], desc="profiles")
 except ValueError as e:
@@ -98,6 +103,8 @@ def test_two_processes_share_the_work_and_agree(tmp_path):
     assert len(list((cache / "generated").glob("*/SHA256SUMS"))) == 1
     images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
     assert outs[0]["images"] == outs[1]["images"] == (255 - images).tolist()  # what one process makes
+
+    assert ["1", "loaded", "CLIPTextModel"] in notes  # a text encoder saved by process 1 is there and loads
 
     # independent jobs: split between the processes, each computed once, every result back in order everywhere
     squares = sorted((n[2], n[0]) for n in notes if n[1] == "computes" and n[2].startswith("square"))
