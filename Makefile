@@ -26,7 +26,7 @@ lab: $(STAMP)
 ## same trainings at one thread each; benchmarks/threads.txt)
 test: $(STAMP)
 	$(MAKE) --no-print-directory sync-check
-	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target pytest smoke-run SMOKE_JOBS=1
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target pytest smoke-run SMOKE_JOBS=1 SMOKE_ONE_KERNEL=1
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target nbdev-test site-check
 
 ## make nbdev-test: the notebooks' own tests (nbdev_test), two at a time, on the smoke run's cached models; their
@@ -50,10 +50,13 @@ pytest: $(STAMP)
 ## make smoke-run: every notebook at smoke size under papermill (runs/smoke, figures/smoke, runs/cache); a single
 ## kernel leaves about 40% of two cores idle, which pytest uses when `make test` runs both. There (SMOKE_JOBS=1) its
 ## independent jobs run in the kernel, one after another: pytest keeps the other core busy, and each pool of worker
-## processes would first import torch and spurnb again (~10 CPU-s per worker)
+## processes would first import torch and spurnb again (~10 CPU-s per worker). There too (SMOKE_ONE_KERNEL=1) the
+## notebooks share one kernel, reset between them (`--one-kernel`): a kernel each imports torch, diffusers and seaborn
+## twenty times; nbdev_test still runs every notebook in a fresh process, and the fault tests run fresh kernels
 SMOKE_JOBS ?=
+SMOKE_ONE_KERNEL ?=
 smoke-run: $(STAMP)
-	$(if $(SMOKE_JOBS),SPURNB_JOBS=$(SMOKE_JOBS) )$(BIN)/spurnb reproduce --profile smoke
+	$(if $(SMOKE_JOBS),SPURNB_JOBS=$(SMOKE_JOBS) )$(BIN)/spurnb reproduce --profile smoke$(if $(SMOKE_ONE_KERNEL), --one-kernel)
 
 ## make generator: retrain the embedded mini Stable Diffusion and its inpainting UNet (resumable); replace spurnb/assets/mini-sd*
 generator: $(STAMP)

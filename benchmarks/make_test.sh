@@ -10,7 +10,7 @@ cd "$clone"
 git fetch -q "$root" HEAD && git reset -q --hard FETCH_HEAD && git clean -qxdf -e .venv
 log="$(mktemp)"
 start=$(date +%s)
-{ /usr/bin/time -f "%U %S" -o "$log.cpu" .ci/run 2>&1; echo "EXIT $?"; } | while IFS= read -r l; do echo "$(( $(date +%s) - start )) $l"; done > "$log"
+{ rc=0; /usr/bin/time -f "%U %S" -o "$log.cpu" .ci/run 2>&1 || rc=$?; echo "EXIT $rc"; } | while IFS= read -r l; do echo "$(( $(date +%s) - start )) $l"; done > "$log"
 end=$(( $(date +%s) - start ))
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || echo 'AVX2, no AVX-512')"
 echo "# $(date -u '+%F %H:%M') UTC, commit $(git rev-parse --short HEAD), $(nproc) cores ($cpu)"

@@ -405,3 +405,20 @@ def test_metashift_bad_val_frac(tmp_path, val_frac):
     metashift_tree(tmp_path)
     with pytest.raises(ValueError, match="val_frac"):
         load("metashift", "val", tmp_path, size=16, val_frac=val_frac)
+
+
+def test_loader_processes_read_real_files(tmp_path):
+    "`erm.loader_workers` on a real-format dataset: image files decoded and augmented in loader processes, reproducibly."
+    import torch
+
+    from spurnb.erm import _decoded, make_transform
+
+    waterbirds_tree(tmp_path)
+    ds = load("waterbirds", "train", tmp_path, size=16)
+    batches = [np.array([0, 3, 5]), np.array([7, 1])]
+    plain = list(_decoded(ds, batches, 2, 0, "cpu"))
+    assert [tuple(x.shape) for x in plain] == [(3, 3, 16, 16), (2, 3, 16, 16)]
+    assert all(torch.equal(x, torch.stack([ds[int(i)][0] for i in b])) for x, b in zip(plain, batches))
+    aug = ds.with_transform(make_transform("rrc_flip", 16))  # the paper profile's random crops and flips
+    first, again = (list(_decoded(aug, batches, 2, 7, "cpu")) for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # the same seed: the same augmented batches
