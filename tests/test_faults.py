@@ -1,5 +1,7 @@
-"""Faults: killed runs, dead kernels and failed notebooks leave no process running and no tracked file changed; a
-killed smoke run resumes to the same results; a damaged cache entry is recomputed."""
+"""Faults: killed runs, dead kernels and failed notebooks leave no process running and no tracked file changed; two
+runs at once on one project and cache compute each entry once and keep both runs' keys; a smoke run under `accelerate
+launch` with two processes makes what one process makes, and one killed with -9 in ERM, inversion and DDB retraining
+resumes to the same results; a damaged cache entry is recomputed."""
 import hashlib
 import json
 import os
