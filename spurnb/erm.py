@@ -388,7 +388,9 @@ def fit(
     for epoch in bar:
         model.train()
         total = 0.0
-        batches = [ib.numpy() for (ib,) in loader]  # this epoch's draw (the sampler draws it all at its first batch)
+        # loader processes need the epoch's batches up front; drawn lazily otherwise, as always (drawing them up front
+        # moves the batch augmentation's draws on the shared generator, and every trained number with them)
+        batches = [ib.numpy() for (ib,) in loader] if workers else (ib.numpy() for (ib,) in loader)
         decoded = _decoded(tr, batches, workers, seed * 100003 + epoch, dev) if workers else iter(())
         for ib in batches:
             if workers:

@@ -58,9 +58,8 @@ def _toy_fit(**knobs):
     return fit(linear(0), toy(96, 0.9, 0), toy(48, 0.5, 1), ecfg, seed=0)
 
 
-def test_loader_processes_decode_the_same_batches(monkeypatch):
-    "With the batch-wise augmentation (drawn here, from the training's generator) loader processes change nothing."
-    alone, hist = _toy_fit()
+def test_loader_processes_decode_every_batch_reproducibly(monkeypatch):
+    "Loader processes decode every training image; the same seed gives the same model (they need the epoch's batches up front, so not the in-process one)."
     real, used = erm._decoded, []
 
     def decoded(*args):
@@ -69,10 +68,11 @@ def test_loader_processes_decode_the_same_batches(monkeypatch):
             yield x
 
     monkeypatch.setattr(erm, "_decoded", decoded)
-    loaded, hist2 = _toy_fit(loader_workers=2)
+    first, hist = _toy_fit(loader_workers=2)
     assert sum(used) == 3 * 96  # every training image came from the loader processes
+    again, hist2 = _toy_fit(loader_workers=2)
     assert hist2 == hist
-    assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), loaded.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
 
 
 def test_half_precision_trains_close_to_fp32():
