@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .config import cached, seed_everything
 from .data import GroupDataset, load_split
-from .erm import features, fit, initial_weights, make_model, predict, train_erm, training_knobs
+from .erm import HISTORY, features, fit, initial_weights, make_model, predict, train_erm, training_knobs
 from .metrics import group_report
 
 # %% auto #0
@@ -49,11 +49,12 @@ def train_upsample(
     bcfg: dict,  # the config's `baselines` section (unused)
     seed: int,  # training seed
     device: str | torch.device = "cpu",  # where to train
+    test: GroupDataset | None = None,  # test data: scored every epoch, never used to select
 ) -> tuple[nn.Module, dict]:
     "Group-balanced ERM selected on validation worst-group accuracy; the model and its meta."
     w = group_balanced_weights(train.g, train.n_groups)
     model, hist = fit(new_model(), train, val, ecfg, seed, select="worst", sample_weights=w, device=device,
-                      desc=f"upsample(seed={seed})")
+                      desc=f"upsample(seed={seed})", test=test)
     return model, {"history": hist}
 
 # %% ../nbs/10_baselines.ipynb #f28054aa
@@ -90,6 +91,7 @@ def train_groupdro(
     bcfg: dict,  # the config's `baselines` section (`groupdro_eta`)
     seed: int,  # training seed
     device: str | torch.device = "cpu",  # where to train
+    test: GroupDataset | None = None,  # test data: scored every epoch, never used to select
 ) -> tuple[nn.Module, dict]:
     "Online GroupDRO; the model at the best validation worst-group epoch and meta with the final group weights `q`."
     n_groups, eta = train.n_groups, bcfg["groupdro_eta"]
@@ -103,7 +105,7 @@ def train_groupdro(
         return (state["q"] * gl).sum()
 
     model, hist = fit(new_model(), train, val, ecfg, seed, select="worst", device=device, desc=f"groupdro(seed={seed})",
-                      batch_loss=batch_loss, state=state)
+                      batch_loss=batch_loss, state=state, test=test)
     return model, {"history": hist, "q": state["q"].cpu().tolist()}
 
 # %% ../nbs/10_baselines.ipynb #7f6d4fc6
@@ -139,13 +141,14 @@ def train_jtt(
     bcfg: dict,  # the config's `baselines` section (`jtt_id_epochs`, `jtt_lambda`)
     seed: int,  # training seed
     device: str | torch.device = "cpu",  # where to train
+    test: GroupDataset | None = None,  # test data: scored every epoch, never used to select
 ) -> tuple[nn.Module, dict]:
     "JTT's two stages; the stage-2 model and meta with the error set's size and group make-up."
     pred, hist1 = jtt_stage1(new_model(), train, val, ecfg, bcfg["jtt_id_epochs"], seed, device)
     w = jtt_weights(pred, train.y, bcfg["jtt_lambda"])
     err = pred != train.y
     model, hist = fit(new_model(), train, val, ecfg, seed, select="worst", sample_weights=w, device=device,
-                      desc=f"jtt-stage2(seed={seed})")
+                      desc=f"jtt-stage2(seed={seed})", test=test)
     by_group = np.bincount(train.g[err], minlength=train.n_groups).tolist()
     return model, {"history": hist, "stage1_history": hist1, "error_set_size": int(err.sum()),
                    "error_set_by_group": by_group}
@@ -296,6 +299,7 @@ def train_lisa(
     bcfg: dict,  # the config's `baselines` section (`lisa_p_sel`, `lisa_alpha`)
     seed: int,  # training seed (also of the pairing and mixing)
     device: str | torch.device = "cpu",  # where to train
+    test: GroupDataset | None = None,  # test data: scored every epoch, never used to select
 ) -> tuple[nn.Module, dict]:
     "LISA selective mixup; the model at the best validation worst-group epoch and meta counting the batch modes."
     rng = np.random.default_rng([seed, 1])
@@ -313,7 +317,7 @@ def train_lisa(
         return -(target * F.log_softmax(model(lx * x1 + (1 - lx) * x2), 1)).sum(1).mean()
 
     model, hist = fit(new_model(), train, val, ecfg, seed, select="worst", device=device, desc=f"lisa(seed={seed})",
-                      batch_loss=batch_loss, state={"rng": rng, "modes": modes})
+                      batch_loss=batch_loss, state={"rng": rng, "modes": modes}, test=test)
     return model, {"history": hist, "batches": modes}
 
 # %% ../nbs/10_baselines.ipynb #f435d406
@@ -346,10 +350,11 @@ def run_baseline(
             return make_model(ecfg["arch"], train.n_classes, ecfg["widths"], weights)
 
         trainer = {"upsample": train_upsample, "groupdro": train_groupdro, "jtt": train_jtt, "lisa": train_lisa}[name]
-        model, meta = trainer(new_model, train, val, {**ecfg, "epochs": bcfg["epochs"]}, knobs, seed, device)
+        model, meta = trainer(new_model, train, val, {**ecfg, "epochs": bcfg["epochs"]}, knobs, seed, device, test)
         arrays = {"val_logits": predict(model, val, device=device), "test_logits": predict(model, test, device=device)}
         return {"tensors": model.state_dict(), "arrays": arrays,
                 "meta": {"group_labels": GROUP_LABELS[name], **meta, "seconds": time.perf_counter() - t0}}
 
-    key = {"data": dcfg, "erm": training_knobs(ecfg), "epochs": bcfg["epochs"], "baseline": knobs, "seed": seed}
+    key = {"data": dcfg, "erm": training_knobs(ecfg), "epochs": bcfg["epochs"], "baseline": knobs, "seed": seed,
+           "history": HISTORY}
     return cached("baseline_" + name, key, compute, cache_dir)

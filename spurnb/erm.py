@@ -20,13 +20,13 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from .config import CacheWarning, cached, seed_everything, work_dir
 from .data import GroupDataset, load_split
-from .metrics import group_report
+from .metrics import FIT_SELECT, epoch_scores, group_report, select_epoch
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BasicBlock', 'SmallResNet', 'ImageNetResNet50', 'load_state', 'make_model',
-           'make_transform', 'batch_pad_crop', 'predict', 'features', 'per_sample_losses', 'save_fit_state',
-           'load_fit_state', 'train_dtype', 'fit', 'lowest_loss', 'world_key', 'pretrain_world', 'initial_weights',
-           'erm_key', 'training_knobs', 'train_erm', 'majority_fraction']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'HISTORY', 'BasicBlock', 'SmallResNet', 'ImageNetResNet50', 'load_state',
+           'make_model', 'make_transform', 'batch_pad_crop', 'predict', 'features', 'per_sample_losses',
+           'save_fit_state', 'load_fit_state', 'train_dtype', 'fit', 'lowest_loss', 'world_key', 'pretrain_world',
+           'initial_weights', 'erm_key', 'training_knobs', 'train_erm', 'majority_fraction']
 
 # %% ../nbs/03_erm.ipynb #7fb4244c
 class BasicBlock(nn.Module):
@@ -319,19 +319,20 @@ def fit(
     val: GroupDataset,  # validation data for model selection
     ecfg: dict,  # the config's `erm` section (epochs, lr, schedule, weight_decay, batch_size, augment; optional optimizer)
     seed: int,  # RNG seed for init order, shuffling and augmentation
-    select: str = "avg",  # keep the epoch with the best validation `avg` or `worst`
+    select: str = "avg",  # keep the epoch with the best validation `avg`, `worst` (group) or `worst_class`, or the `last`
     sample_weights: np.ndarray | None = None,  # per-item sampling weights (e.g. group-balanced)
     targets: np.ndarray | None = None,  # labels to train on instead of `train.y` (e.g. digits for pretraining)
     device: str | torch.device = "cpu",  # where to train
     desc: str = "fit",  # progress-bar label
     batch_loss: Callable | None = None,  # `batch_loss(model, idx, load) -> loss`; default: cross-entropy on targets
     state: dict | None = None,  # what `batch_loss` keeps between batches (tensors, numbers, numpy Generators): checkpointed
+    test: GroupDataset | None = None,  # test data: its scores are recorded every epoch, never used to select
 ) -> tuple[nn.Module, list[dict]]:
-    "Train with AdamW or Adam (`optimizer`; cross-entropy unless `batch_loss` is given; `precision`, `loader_workers`), checkpointing every epoch inside a cache entry; return the best validation epoch's model and the history."
+    "Train with AdamW or Adam (`optimizer`; cross-entropy unless `batch_loss` is given; `precision`, `loader_workers`), checkpointing every epoch inside a cache entry; return the selected epoch's model and the per-epoch history of validation (and test) scores."
     from tqdm.auto import tqdm
 
-    if select not in ("avg", "worst"):
-        raise ValueError(f"select must be 'avg' or 'worst', got {select!r}")
+    if select not in FIT_SELECT:
+        raise ValueError(f"select must be one of {', '.join(FIT_SELECT)}, got {select!r}")
     g = seed_everything(seed)
     size = train[0][0].shape[-1]
     batched = ecfg["augment"] == "pad_crop"  # shifts are drawn for the whole batch at once (same distribution, faster)
@@ -404,12 +405,14 @@ def fit(
             sched.step()
             total += loss.item() * len(ib)
         ready.clear()
-        rep = group_report(predict(model, val, device=device, workers=workers).argmax(1), val.y, val.g, val.n_groups)
-        history.append({"epoch": epoch, "train_loss": total / len(tr), "val_worst": rep["worst"], "val_avg": rep["avg"]})
-        score = rep[select]
-        if score > best:
-            best, best_state = score, copy.deepcopy(model.state_dict())
-        bar.set_postfix(loss=f"{total / len(tr):.3f}", val_worst=f"{rep['worst']:.3f}", val_avg=f"{rep['avg']:.3f}")
+        rec = {"epoch": epoch, "train_loss": total / len(tr)}
+        for name, ds in (("val", val), ("test", test)) if test is not None else (("val", val),):
+            pred = predict(model, ds, device=device, workers=workers).argmax(1)
+            rec.update(epoch_scores(pred, ds.y, ds.g, ds.n_groups, name))
+        history.append(rec)
+        if select_epoch(history, FIT_SELECT[select]) == epoch:  # the rule's first best so far (ties keep the earliest)
+            best, best_state = epoch, copy.deepcopy(model.state_dict())
+        bar.set_postfix(loss=f"{total / len(tr):.3f}", val_worst=f"{rec['val_worst']:.3f}", val_avg=f"{rec['val_avg']:.3f}")
         if ckpt is not None and epoch + 1 < ecfg["epochs"]:
             if scaler.is_enabled():
                 state["grad_scaler"].update(scaler.state_dict())
@@ -480,6 +483,9 @@ def initial_weights(
     return ecfg["weights"]
 
 # %% ../nbs/03_erm.ipynb #9f8de08c
+HISTORY = "val+test scores per epoch"  # what `fit` records: a key part of every stored classifier training
+
+
 def erm_key(ecfg: dict) -> dict:
     "The `erm` section as a cache key part: `precision` and `loader_workers` left out at their defaults (fp32, 0)."
     defaults = {"precision": "fp32", "loader_workers": 0}  # so that the keys of models made before they existed hold
@@ -505,12 +511,13 @@ def train_erm(
         weights = initial_weights(dcfg, ecfg, cache_dir, device)
         seed_everything(seed)  # the new head's initialisation must not depend on what ran before
         model = make_model(ecfg["arch"], train.n_classes, ecfg["widths"], weights)
-        model, hist = fit(model, train, val, ecfg, seed, select=ecfg["select"], device=device, desc=f"erm(seed={seed})")
+        model, hist = fit(model, train, val, ecfg, seed, select=ecfg["select"], device=device, desc=f"erm(seed={seed})",
+                          test=test)
         logits = {f"{s}_logits": predict(model, d, device=device) for s, d in
                   (("train", train), ("val", val), ("test", test))}
         return {"tensors": model.state_dict(), "arrays": logits, "meta": {"history": hist}}
 
-    return cached("erm", {"data": dcfg, "erm": training_knobs(ecfg), "seed": seed}, compute, cache_dir)
+    return cached("erm", {"data": dcfg, "erm": training_knobs(ecfg), "seed": seed, "history": HISTORY}, compute, cache_dir)
 
 # %% ../nbs/03_erm.ipynb #891e1f52
 def majority_fraction(

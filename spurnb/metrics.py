@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['group_report', 'bootstrap_ci']
+__all__ = ['SELECTION_RULES', 'FIT_SELECT', 'group_report', 'bootstrap_ci', 'epoch_scores', 'select_epoch', 'selected']
 
 # %% ../nbs/02a_metrics.ipynb #3a0dfd1e
 def _ids(
@@ -89,3 +89,59 @@ def bootstrap_ci(
         vals.append(group_report(pred[idx], y[idx], g[idx], n_groups)[stat])
     lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+# %% ../nbs/02a_metrics.ipynb #dc4d2d45
+SELECTION_RULES: dict[str, dict] = {  # rule -> the history score it maximises and the labels it needs
+    "val_worst_group": {"score": "val_worst", "labels": "group labels on validation"},
+    "val_worst_class": {"score": "val_worst_class", "labels": "class labels on validation"},
+    "val_avg": {"score": "val_avg", "labels": "class labels on validation"},
+    "last": {"score": None, "labels": "none"},
+}
+FIT_SELECT = {"worst": "val_worst_group", "worst_class": "val_worst_class", "avg": "val_avg", "last": "last"}  # fit's names
+
+
+def epoch_scores(
+    pred: np.ndarray,  # predicted labels
+    y: np.ndarray,  # true labels
+    g: np.ndarray,  # group per sample
+    n_groups: int,  # number of groups
+    prefix: str,  # "val" or "test"
+) -> dict[str, float]:
+    "Worst-group, worst-class and average accuracy of `pred`, as `{prefix}_worst`, `{prefix}_worst_class`, `{prefix}_avg`."
+    y = _ids("y", y)
+    rep = group_report(pred, y, g, n_groups)
+    return {f"{prefix}_worst": rep["worst"], f"{prefix}_worst_class": group_report(pred, y, y)["worst"],
+            f"{prefix}_avg": rep["avg"]}
+
+
+def select_epoch(
+    history: list[dict],  # one dict per epoch (or per candidate), with the rule's validation score
+    rule: str,  # a key of SELECTION_RULES
+) -> int:
+    "Index of the history entry `rule` keeps: the first best of its validation score, or the last entry for `last`."
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"unknown selection rule {rule!r}; choose one of {', '.join(SELECTION_RULES)}")
+    if not history:
+        raise ValueError("select_epoch needs a non-empty history")
+    key = SELECTION_RULES[rule]["score"]
+    if key is None:
+        return len(history) - 1
+    missing = [i for i, h in enumerate(history) if key not in h]
+    if missing:
+        raise ValueError(f"history entry {missing[0]} has no {key!r} (recorded before per-epoch scores existed?)")
+    best, best_i = -np.inf, 0
+    for i, h in enumerate(history):  # strict > : ties keep the earliest, NaN never wins
+        if h[key] > best:
+            best, best_i = h[key], i
+    return best_i
+
+
+def selected(
+    history: list[dict],  # per-epoch records with test scores (`fit(..., test=...)`)
+    rule: str,  # a key of SELECTION_RULES
+) -> dict:
+    "The entry `rule` keeps: its index and its test worst-group and average accuracy."
+    i = select_epoch(history, rule)
+    if "test_worst" not in history[i]:
+        raise ValueError("the history has no test scores: train with fit(..., test=...)")
+    return {"index": i, "test_worst": history[i]["test_worst"], "test_avg": history[i]["test_avg"]}

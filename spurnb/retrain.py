@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .config import cached, digest
 from .data import GroupDataset, load_split
-from .erm import erm_key, fit, make_model, predict, train_erm
+from .erm import HISTORY, erm_key, fit, make_model, predict, train_erm
 from .prune import kept_mask, prune_scores, to_input
 
 # %% auto #0
@@ -91,6 +91,7 @@ def retrain(
     a: np.ndarray,  # their attributes
     cache_dir: str | Path,  # artifact cache (ERM)
     device: str | torch.device = "cpu",  # where to train
+    test: GroupDataset | None = None,  # test data: scored every epoch, never used to select
 ) -> tuple[torch.nn.Module, list[dict]]:
     "The retrained classifier (its best validation-WGA epoch) and the per-epoch history."
     dcfg, ecfg, rcfg = cfg["data"], cfg["erm"], cfg["ddb"]["retrain"]
@@ -109,7 +110,7 @@ def retrain(
     model = make_model(ecfg["arch"], train.n_classes, ecfg["widths"], erm["tensors"])
     knobs = {k: rcfg[k] for k in ("epochs", "lr", "optimizer", "schedule", "weight_decay", "batch_size")}
     return fit(model, joined, val, {**ecfg, **knobs}, seed, select="worst", device=device, desc=f"ddb(seed={seed})",
-               batch_loss=batch_loss)
+               batch_loss=batch_loss, test=test)
 
 # %% ../nbs/09_retrain.ipynb #c6955ac5
 def train_ddb(
@@ -127,13 +128,13 @@ def train_ddb(
     G = scores["gen"]["arrays"]
     keep = kept_mask(scores, dd["prune"]["P"], prune)
     key = {"data": dcfg, "erm": erm_key(ecfg), "retrain": dd["retrain"], "generated": digest(G), "keep": digest({"k": keep}),
-           "seed": seed}
+           "seed": seed, "history": HISTORY}
 
     def compute():
         t0 = time.perf_counter()
         train, val, test = (load_split(dcfg, s) for s in ("train", "val", "test"))
         images = train.classifier_view(G["images"][keep], G["src_idx"][keep])  # framed like the real images
-        model, hist = retrain(cfg, seed, train, val, images, G["y"][keep], G["a"][keep], cache_dir, device)
+        model, hist = retrain(cfg, seed, train, val, images, G["y"][keep], G["a"][keep], cache_dir, device, test)
         arrays = {"val_logits": predict(model, val, device=device), "test_logits": predict(model, test, device=device)}
         counts = {str(c): {"generated": int((G["y"] == c).sum()), "kept": int((G["y"][keep] == c).sum())}
                   for c in range(train.n_classes)}

@@ -99,3 +99,38 @@ def test_default_precision_and_loaders_keep_the_cache_keys():
     assert training_knobs({**ecfg, "precision": "fp32", "loader_workers": 0}) == {"epochs": 2, "lr": 1e-3}
     assert training_knobs({**ecfg, "precision": "bf16", "loader_workers": 4}) == {
         "epochs": 2, "lr": 1e-3, "precision": "bf16", "loader_workers": 4}
+
+
+# ---------------------------------------------------------------- per-epoch histories and selection rules
+@pytest.mark.parametrize("select", ["avg", "worst", "worst_class", "last"])
+def test_history_scores_the_kept_epoch_and_test_never_selects(select):
+    "The model fit returns is the epoch its rule picks from the history, and the test set only ever gets recorded."
+    from test_baselines import TOY_ECFG, linear, toy
+
+    from spurnb.erm import fit
+    from spurnb.metrics import FIT_SELECT, epoch_scores, selected
+
+    train, val, test = toy(96, 0.9, 0), toy(48, 0.5, 1), toy(64, 0.5, 2)
+    ecfg = {**TOY_ECFG, "epochs": 4}
+    model, hist = fit(linear(0), train, val, ecfg, seed=0, select=select, test=test)
+    assert [h["epoch"] for h in hist] == [0, 1, 2, 3]
+    assert {"val_worst", "val_worst_class", "val_avg", "test_worst", "test_worst_class", "test_avg"} <= set(hist[0])
+    kept = selected(hist, FIT_SELECT[select])
+    pred = erm.predict(model, test).argmax(1)
+    assert epoch_scores(pred, test.y, test.g, 4, "test")["test_worst"] == kept["test_worst"]
+    # the same training without a test set keeps the same weights (scoring test draws no random numbers)
+    model2, hist2 = fit(linear(0), train, val, ecfg, seed=0, select=select)
+    assert "test_worst" not in hist2[0] and [h["val_avg"] for h in hist2] == [h["val_avg"] for h in hist]
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+    if select == "last":
+        assert kept["index"] == 3
+
+
+def test_fit_rejects_an_unknown_rule():
+    from test_baselines import TOY_ECFG, linear, toy
+
+    from spurnb.erm import fit
+
+    with pytest.raises(ValueError, match="select must be one of worst, worst_class, avg, last"):
+        fit(linear(0), toy(32, 0.9, 0), toy(16, 0.5, 1), TOY_ECFG, seed=0, select="best")

@@ -36,15 +36,15 @@ def train(kind: str, cache) -> dict:
 
 def kill_in_epoch_3(monkeypatch):
     "The third validation (after the third epoch's batches, before its checkpoint) raises `Killed`."
-    real, calls = erm.group_report, []
+    real, calls = erm.epoch_scores, []
 
-    def report(*args, **kwargs):
+    def scores(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise Killed()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(erm, "group_report", report)
+    monkeypatch.setattr(erm, "epoch_scores", scores)
 
 
 @pytest.mark.parametrize("kind", ["erm", "erm-fp16", "groupdro", "lisa"])
