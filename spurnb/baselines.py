@@ -17,19 +17,22 @@ import torch.nn.functional as F
 from .config import cached, seed_everything
 from .data import GroupDataset, load_split
 from .erm import HISTORY, features, fit, initial_weights, make_model, predict, train_erm, training_knobs
-from .metrics import group_report
+from .metrics import epoch_scores, group_report
 
 # %% auto #0
 __all__ = ['GROUP_LABELS', 'DISPLAY_NAMES', 'BASELINE_KNOBS', 'group_balanced_weights', 'train_upsample', 'group_mean_losses',
            'groupdro_update', 'train_groupdro', 'jtt_weights', 'jtt_stage1', 'train_jtt', 'balanced_subset',
            'stratified_halves', 'dfr_fit', 'dfr_logits', 'dfr_head', 'train_dfr', 'lisa_partners', 'train_lisa',
-           'run_baseline']
+           'disagreement', 'random_halves', 'self_head', 'train_self', 'run_baseline']
 
 # %% ../nbs/10_baselines.ipynb #7d2b575f
-GROUP_LABELS = {"ERM": "none", "upsample": "train", "groupdro": "train", "jtt": "val", "dfr": "val", "lisa": "train"}
-DISPLAY_NAMES = {"upsample": "Upsampling", "groupdro": "GroupDRO", "jtt": "JTT", "dfr": "DFR", "lisa": "LISA"}
+GROUP_LABELS = {"ERM": "none", "upsample": "train", "groupdro": "train", "jtt": "val", "dfr": "val", "lisa": "train",
+                "self": "val"}
+DISPLAY_NAMES = {"upsample": "Upsampling", "groupdro": "GroupDRO", "jtt": "JTT", "dfr": "DFR", "lisa": "LISA",
+                 "self": "SELF"}
 BASELINE_KNOBS = {"upsample": (), "groupdro": ("groupdro_eta",), "jtt": ("jtt_id_epochs", "jtt_lambda"),
-                  "dfr": ("dfr_C", "dfr_retrains"), "lisa": ("lisa_p_sel", "lisa_alpha")}
+                  "dfr": ("dfr_C", "dfr_retrains"), "lisa": ("lisa_p_sel", "lisa_alpha"),
+                  "self": ("self_early_epochs", "self_n")}
 
 # %% ../nbs/10_baselines.ipynb #012db788
 def group_balanced_weights(
@@ -238,12 +241,13 @@ def dfr_head(
     tune = {}
     for C in Cs:
         coef, icpt = dfr_fit(X1, y[h1], g[h1], C, n_retrains, rng)
-        tune[C] = group_report(dfr_logits(coef, icpt, X2).argmax(1), y[h2], g[h2], n_groups)["worst"]
-    best = max(tune, key=tune.get)  # the first C with the best worst-group accuracy
+        tune[C] = epoch_scores(dfr_logits(coef, icpt, X2).argmax(1), y[h2], g[h2], n_groups, "val")
+    best = max(tune, key=lambda c: tune[c]["val_worst"])  # the first C with the best worst-group accuracy
     sc = StandardScaler().fit(X)
     coef, icpt = dfr_fit(sc.transform(X), y, g, best, n_retrains, rng)
     return {"coef": coef, "intercept": icpt, "mean": sc.mean_, "scale": sc.scale_, "C": best,
-            "tune_worst": {str(c): v for c, v in tune.items()}}
+            "tune_worst": {str(c): v["val_worst"] for c, v in tune.items()},
+            "tune": [{"C": c, **v} for c, v in tune.items()]}
 
 # %% ../nbs/10_baselines.ipynb #e83a934b
 def train_dfr(
@@ -261,11 +265,20 @@ def train_dfr(
     rng = np.random.default_rng(seed)
     head = dfr_head(fv, val.y, val.g, val.n_groups, list(bcfg["dfr_C"]), bcfg["dfr_retrains"], rng)
 
-    def logits(f):
-        return dfr_logits(head["coef"], head["intercept"], (f - head["mean"]) / head["scale"]).astype(np.float32)
+    def logits(f, coef=head["coef"], intercept=head["intercept"]):
+        return dfr_logits(coef, intercept, (f - head["mean"]) / head["scale"]).astype(np.float32)
 
+    # every candidate C refit on all of validation and scored on test, so a selection rule can be applied afterwards
+    # (the chosen C is the head above; the others draw their subsets from a generator of their own)
+    other = np.random.default_rng([seed, 2])
+    history = []
+    for cand in head["tune"]:
+        c = cand["C"]
+        ch = (head["coef"], head["intercept"]) if c == head["C"] else dfr_fit(
+            (fv - head["mean"]) / head["scale"], val.y, val.g, c, bcfg["dfr_retrains"], other)
+        history.append({**cand, **epoch_scores(logits(ft, *ch).argmax(1), test.y, test.g, test.n_groups, "test")})
     tensors = {k: torch.from_numpy(np.asarray(head[k], dtype=np.float32)) for k in ("coef", "intercept", "mean", "scale")}
-    meta = {"group_labels": GROUP_LABELS["dfr"], "C": head["C"], "tune_worst": head["tune_worst"],
+    meta = {"group_labels": GROUP_LABELS["dfr"], "C": head["C"], "tune_worst": head["tune_worst"], "history": history,
             "n_features": int(fv.shape[1]), "note": "val_logits come from a head trained on val"}
     return {"tensors": tensors, "arrays": {"val_logits": logits(fv), "test_logits": logits(ft)}, "meta": meta}
 
@@ -320,9 +333,103 @@ def train_lisa(
                       batch_loss=batch_loss, state={"rng": rng, "modes": modes}, test=test)
     return model, {"history": hist, "batches": modes}
 
+# %% ../nbs/10_baselines.ipynb #08930308
+def disagreement(
+    p_early: np.ndarray,  # N×classes predicted probabilities of the early-stopped model
+    p_final: np.ndarray,  # N×classes predicted probabilities of the final model
+) -> np.ndarray:
+    "SELF's score per item: the KL divergence KL(early ‖ final) between the two models' predicted class distributions."
+    eps = 1e-12
+    p_early, p_final = np.asarray(p_early, dtype=np.float64), np.asarray(p_final, dtype=np.float64)
+    return (p_early * (np.log(p_early + eps) - np.log(p_final + eps))).sum(1)
+
+
+def random_halves(
+    n: int,  # number of items
+    rng: np.random.Generator,  # randomness
+) -> tuple[np.ndarray, np.ndarray]:
+    "Split `n` items into two random halves, without looking at labels or groups."
+    perm = rng.permutation(n)
+    return np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
+
+
+def self_head(
+    X: np.ndarray,  # validation features N×D of the final model (raw)
+    y: np.ndarray,  # validation labels
+    g: np.ndarray,  # validation groups (used only to score the candidates on the selection half)
+    n_groups: int,  # number of groups
+    scores: np.ndarray,  # disagreement per validation item (`disagreement`)
+    ns: list[int],  # candidate sizes of the retraining set
+    rng: np.random.Generator,  # randomness of the halves
+) -> dict:
+    "SELF's last layer: per `n`, a class-balanced logistic regression on the `n` most disagreed-on images of a random half; scored on the other half, the best worst-group `n` kept."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    y, g = np.asarray(y), np.asarray(g)
+    pool, sel = random_halves(len(y), rng)
+    sc = StandardScaler().fit(X[pool])  # fitted on the reweighting half: no labels involved
+    order = pool[np.argsort(-scores[pool], kind="stable")]
+    cands, heads = [], {}
+    for n in ns:
+        chosen = order[: min(int(n), len(order))]
+        if len(np.unique(y[chosen])) < 2:  # a one-class retraining set cannot train a classifier
+            cands.append({"n": int(n), "val_worst": float("nan"), "val_worst_class": float("nan"),
+                          "val_avg": float("nan"), "classes": np.bincount(y[chosen], minlength=2).tolist()})
+            continue
+        lr = LogisticRegression(class_weight="balanced", max_iter=1000).fit(sc.transform(X[chosen]), y[chosen])
+        heads[int(n)] = (lr.coef_, lr.intercept_)
+        pred = dfr_logits(lr.coef_, lr.intercept_, sc.transform(X[sel])).argmax(1)
+        cands.append({"n": int(n), **epoch_scores(pred, y[sel], g[sel], n_groups, "val"),
+                      "classes": np.bincount(y[chosen], minlength=2).tolist(),
+                      "groups": np.bincount(g[chosen], minlength=n_groups).tolist()})
+    if not heads:
+        raise ValueError(f"SELF: every retraining set of sizes {list(ns)} holds one class only; raise baselines.self_n")
+    best = max(heads, key=lambda n: next(c["val_worst"] for c in cands if c["n"] == n))  # first n with the best WGA
+    return {"heads": heads, "n": best, "mean": sc.mean_, "scale": sc.scale_, "candidates": cands,
+            "pool": pool, "selection": sel}
+
+# %% ../nbs/10_baselines.ipynb #8193a391
+def train_self(
+    erm_art: dict,  # the ERM artifact of the same seed (`train_erm`): the final model
+    early: nn.Module,  # the early-stopped ERM model of the same seed
+    model: nn.Module,  # an uninitialised classifier of the profile's architecture
+    val: GroupDataset,  # validation data: reweighting and selection halves
+    test: GroupDataset,  # test data
+    bcfg: dict,  # the config's `baselines` section (`self_n`)
+    seed: int,  # seed of the halves
+    device: str | torch.device = "cpu",  # where to extract features
+) -> dict:
+    "SELF on ERM's features; the artifact with val/test logits, the chosen head (as tensors) and meta with every candidate's scores."
+    model.load_state_dict(erm_art["tensors"])
+    fv, ft = features(model, val, device=device), features(model, test, device=device)
+    p_final = torch.softmax(torch.from_numpy(predict(model, val, device=device)), 1).numpy()
+    p_early = torch.softmax(torch.from_numpy(predict(early, val, device=device)), 1).numpy()
+    scores = disagreement(p_early, p_final)
+    head = self_head(fv, val.y, val.g, val.n_groups, scores, list(bcfg["self_n"]), np.random.default_rng(seed))
+
+    def logits(f, n):
+        return dfr_logits(*head["heads"][n], (f - head["mean"]) / head["scale"]).astype(np.float32)
+
+    history = [{**c, **(epoch_scores(logits(ft, c["n"]).argmax(1), test.y, test.g, test.n_groups, "test")
+                        if c["n"] in head["heads"] else {"test_worst": float("nan"), "test_worst_class": float("nan"),
+                                                         "test_avg": float("nan")})} for c in head["candidates"]]
+    coef, icpt = head["heads"][head["n"]]
+    tensors = {"coef": torch.from_numpy(np.asarray(coef, dtype=np.float32)),
+               "intercept": torch.from_numpy(np.asarray(icpt, dtype=np.float32)),
+               "mean": torch.from_numpy(head["mean"].astype(np.float32)),
+               "scale": torch.from_numpy(head["scale"].astype(np.float32))}
+    pool = head["pool"]
+    meta = {"group_labels": GROUP_LABELS["self"], "n": head["n"], "history": history,
+            "disagreement_by_group": {str(k): float(scores[pool][val.g[pool] == k].mean())
+                                      for k in range(val.n_groups) if (val.g[pool] == k).any()},
+            "note": "val_logits: the selection half was used to choose n, the reweighting half to retrain"}
+    return {"tensors": tensors, "arrays": {"val_logits": logits(fv, head["n"]), "test_logits": logits(ft, head["n"])},
+            "meta": meta}
+
 # %% ../nbs/10_baselines.ipynb #f435d406
 def run_baseline(
-    name: str,  # one of BASELINE_KNOBS: upsample, groupdro, jtt, dfr, lisa
+    name: str,  # one of BASELINE_KNOBS: upsample, groupdro, jtt, dfr, lisa, self
     dcfg: dict,  # the config's `data` section
     ecfg: dict,  # the config's `erm` section (the shared harness)
     bcfg: dict,  # the config's `baselines` section (`epochs`, each method's knobs)
@@ -348,6 +455,14 @@ def run_baseline(
         def new_model():
             seed_everything(seed)
             return make_model(ecfg["arch"], train.n_classes, ecfg["widths"], weights)
+
+        if name == "self":  # the early-stopped ERM model: ERM's recipe, start and seed, `self_early_epochs` epochs
+            erm_art = train_erm(dcfg, ecfg, seed, cache_dir, device)
+            early, _ = fit(new_model(), train, val, {**ecfg, "epochs": bcfg["self_early_epochs"]}, seed, select="last",
+                           device=device, desc=f"self-early(seed={seed})")
+            art = train_self(erm_art, early, make_model(ecfg["arch"], train.n_classes, ecfg["widths"]), val, test,
+                             knobs, seed, device)
+            return {**art, "meta": {**art["meta"], "seconds": time.perf_counter() - t0}}
 
         trainer = {"upsample": train_upsample, "groupdro": train_groupdro, "jtt": train_jtt, "lisa": train_lisa}[name]
         model, meta = trainer(new_model, train, val, {**ecfg, "epochs": bcfg["epochs"]}, knobs, seed, device, test)

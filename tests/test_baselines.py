@@ -118,6 +118,9 @@ def test_lisa_partners_follow_the_rule():
 
 
 def test_run_baseline_smoke_and_cache(tmp_path, monkeypatch):
+    from spurnb.data import load_split
+    from spurnb.metrics import group_report, selected
+
     torch.set_num_threads(1)
     cfg = get_config("smoke", {"erm.epochs": 1})
     dcfg, ecfg, bcfg = cfg["data"], cfg["erm"], cfg["baselines"]
@@ -127,6 +130,15 @@ def test_run_baseline_smoke_and_cache(tmp_path, monkeypatch):
         assert art["meta"]["group_labels"] == bl.GROUP_LABELS[m]
     assert np.isclose(sum(arts["groupdro"]["meta"]["q"]), 1)
     assert arts["dfr"]["meta"]["C"] in bcfg["dfr_C"]
+    # every method's history holds the test scores of what it kept under its own rule (validation worst group)
+    test = load_split(dcfg, "test")
+    for m, art in arts.items():
+        kept = selected(art["meta"]["history"], "val_worst_group")
+        pred = art["arrays"]["test_logits"].argmax(1)
+        assert kept["test_worst"] == group_report(pred, test.y, test.g, test.n_groups)["worst"], m
+    assert [h["C"] for h in arts["dfr"]["meta"]["history"]] == bcfg["dfr_C"]
+    assert [h["n"] for h in arts["self"]["meta"]["history"]] == bcfg["self_n"]
+    assert arts["self"]["meta"]["n"] in bcfg["self_n"]
 
     def boom(*a, **k):
         raise AssertionError("a cached artifact must not be recomputed")
