@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['SELECTION_RULES', 'FIT_SELECT', 'group_report', 'bootstrap_ci', 'epoch_scores', 'select_epoch', 'selected']
+__all__ = ['SELECTION_RULES', 'FIT_SELECT', 'HISTORY_KEYS', 'group_report', 'bootstrap_ci', 'epoch_scores', 'select_epoch',
+           'compact_history', 'selected']
 
 # %% ../nbs/02a_metrics.ipynb #3a0dfd1e
 def _ids(
@@ -134,6 +135,16 @@ def select_epoch(
         if h[key] > best:
             best, best_i = h[key], i
     return best_i
+
+
+HISTORY_KEYS = ("epoch", "C", "n", "val_worst", "val_worst_class", "val_avg", "test_worst", "test_worst_class", "test_avg")
+
+
+def compact_history(
+    history: list[dict],  # a stored training's history (`fit`), or DFR's/SELF's candidates
+) -> list[dict]:
+    "The entries' keys that selection rules read (HISTORY_KEYS), for results.json."
+    return [{k: h[k] for k in HISTORY_KEYS if k in h} for h in history]
 
 
 def selected(

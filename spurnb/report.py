@@ -16,15 +16,20 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .config import atomic_write_text
+from .metrics import SELECTION_RULES, selected
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'METHOD_ORDER', 'LABELS_USED', 'REQUIRED_KEYS', 'PAPER_DATASETS',
-           'SLIDE_RC', 'MIN_FONT_PT', 'MAX_ASPECT', 'MINORITY_GREY', 'check_results', 'load_results', 'ordered_methods',
-           'wga_interval', 'table1', 'datasets_table1', 'table2', 'table3', 'write_table', 'slide_style',
-           'figure_problems', 'save_figure', 'minority_groups', 'train_minority', 'mark_minority', 'group_names',
-           'plot_per_group', 'plot_wga', 'replace_block', 'summary', 'table1_finding']
+__all__ = ['REPORTED_BY_AUTHORS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'METHOD_ORDER', 'LABELS_USED', 'REQUIRED_KEYS',
+           'PAPER_DATASETS', 'RULE_COLUMNS', 'TRAINING_LABELS', 'TRAINS_ON_VAL', 'SLIDE_RC', 'MIN_FONT_PT',
+           'MAX_ASPECT', 'MINORITY_GREY', 'check_results', 'load_results', 'ordered_methods', 'wga_interval', 'table1',
+           'datasets_table1', 'selection_results', 'selection_table', 'plot_selection', 'table2', 'table3',
+           'write_table', 'slide_style', 'figure_problems', 'save_figure', 'minority_groups', 'train_minority',
+           'mark_minority', 'group_names', 'plot_per_group', 'plot_wga', 'replace_block', 'summary', 'table1_finding']
 
 # %% ../nbs/11_results.ipynb #1fe054de
+REPORTED_BY_AUTHORS: dict[str, dict] = {  # methods the DDB paper does not list: WGA (%) their own paper reports
+    "SELF": {"Waterbirds": 93.0, "source": "LaBonte, Muthukumar and Kumar, NeurIPS 2023 (early-stop disagreement SELF)"},
+}
 PAPER_TABLE1: dict[str, dict] = {  # worst-group accuracy (%) reported in the paper's Table 1
     "ERM": {"labels": "no/no", "Waterbirds": 74.6, "CelebA": 42.2, "MetaShift": 67.0},
     "JTT": {"labels": "no/yes", "Waterbirds": 86.7, "CelebA": 81.1, "MetaShift": 64.6},
@@ -49,7 +54,7 @@ PAPER_TABLE3: dict = {  # Waterbirds, textual-inversion images per class -> prun
 }
 
 # %% ../nbs/11_results.ipynb #726a5c6e
-METHOD_ORDER = ["ERM", "Balanced-data oracle", "Upsampling", "GroupDRO", "JTT", "DFR", "LISA", "DDB"]
+METHOD_ORDER = ["ERM", "Balanced-data oracle", "Upsampling", "GroupDRO", "JTT", "DFR", "LISA", "SELF", "DDB"]
 LABELS_USED = {"none": ("no", "no"), "val": ("no", "yes"), "train": ("yes", "yes")}  # group_labels -> train, val
 REQUIRED_KEYS = ("group_labels", "worst", "avg", "per_group")  # optional: balanced, weighted, wga_ci95
 
@@ -154,6 +159,8 @@ def table1(
         for ds in PAPER_DATASETS:
             v = PAPER_TABLE1.get(name, {}).get(ds)
             rows[name][f"{ds} WGA, reported in the paper (%)"] = np.nan if v is None else float(v)
+        v = REPORTED_BY_AUTHORS.get(name, {}).get("Waterbirds")
+        rows[name]["Waterbirds WGA, reported by the method's authors (%)"] = np.nan if v is None else float(v)
     num = pd.DataFrame.from_dict(rows, orient="index")
     num.index.name = "method"
     if numeric:
@@ -169,6 +176,8 @@ def table1(
                            for lo, hi in zip(num["WGA 95% CI lo (%)"], num["WGA 95% CI hi (%)"])],
         "seeds": num["seeds"],
         **{c: num[c].map(_fmt) for c in paper_cols},
+        "Waterbirds WGA, reported by the method's authors (%)":
+            num["Waterbirds WGA, reported by the method's authors (%)"].map(_fmt),
     }, index=num.index)
     return text
 
@@ -195,6 +204,85 @@ def datasets_table1(
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "method"
     return out
+
+# %% ../nbs/11_results.ipynb #ad849875
+RULE_COLUMNS = {"val_worst_group": "val worst-group (val group labels)",
+                "val_worst_class": "val worst-class (val class labels)",
+                "val_avg": "val average (val class labels)", "last": "last epoch (no labels)"}
+TRAINING_LABELS = {"train": "train", "none": "none", "val": "none"}  # group_labels -> group labels the training uses
+TRAINS_ON_VAL = {"DFR"}  # methods that fit on group-labelled validation data
+
+
+def selection_results(
+    results: dict,  # the parsed results.json (method entries with `history`)
+) -> dict:
+    "Per method and rule, the test WGA and average accuracy of the entry each selection rule keeps, per seed; the rule Table 1 used."
+    out = {"rules": {r: SELECTION_RULES[r]["labels"] for r in RULE_COLUMNS}, "test_worst": {}, "test_avg": {},
+           "own_rule": {}}
+    for name in ordered_methods(check_results(results)["methods"]):
+        e = results["methods"][name]
+        if not e.get("history"):
+            continue
+        out["own_rule"][name] = e.get("selected_by", "val_worst_group")
+        for key in ("test_worst", "test_avg"):
+            out[key][name] = {}
+            for rule in RULE_COLUMNS:
+                per_seed = []
+                for hist in e["history"]:
+                    if rule == "last" and "epoch" not in hist[-1]:  # DFR's/SELF's candidates are not epochs
+                        per_seed.append(None)
+                    else:
+                        v = selected(hist, rule)[key]
+                        per_seed.append(None if v is None or np.isnan(v) else float(v))
+                out[key][name][rule] = per_seed
+    return out
+
+
+def selection_table(
+    results: dict,  # the parsed results.json
+    numeric: bool = False,  # True: mean and sd columns (for the CSV); False: formatted text
+) -> pd.DataFrame:
+    "Test WGA (%) of every method under every selection rule (mean ± sd over seeds), the rule Table 1 used and the group labels training needs."
+    sel = selection_results(results)
+    rows = {}
+    for name, per_rule in sel["test_worst"].items():
+        e = results["methods"][name]
+        row = {"group labels in training": "val (trains on it)" if name in TRAINS_ON_VAL
+               else TRAINING_LABELS[e["group_labels"]], "Table 1 rule": sel["own_rule"][name]}
+        for rule, col in RULE_COLUMNS.items():
+            m, sd = _mean_sd(_pct(per_rule[rule]))
+            row[col] = _fmt(m, sd, len(per_rule[rule])) if not numeric else m
+            if numeric:
+                row[col + " sd"] = sd
+        rows[name] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "method"
+    return df
+
+
+def plot_selection(
+    results: dict,  # the parsed results.json
+) -> Figure:
+    "Test WGA (%) per method under each selection rule: mean ± sd over seeds, one colour per rule, Table 1's rule outlined."
+    sel = selection_results(results)
+    names = list(sel["test_worst"])
+    rules = list(RULE_COLUMNS)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(names) + 2.5), 4.6), layout="constrained")
+    width = 0.8 / len(rules)
+    for k, rule in enumerate(rules):
+        stats = [_mean_sd(_pct(sel["test_worst"][n][rule])) for n in names]
+        x = np.arange(len(names)) + (k - (len(rules) - 1) / 2) * width
+        bars = ax.bar(x, [m for m, _ in stats], width, yerr=[0 if np.isnan(s) else s for _, s in stats], capsize=2,
+                      color=f"C{k}", label=RULE_COLUMNS[rule])
+        for bar, n in zip(bars, names):
+            if sel["own_rule"][n] == rule:
+                bar.set(edgecolor="k", linewidth=1.6)
+    ax.set_xticks(np.arange(len(names)), names, rotation=20, ha="right")
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("test worst-group accuracy (%)")
+    ax.set_title("Test WGA under each checkpoint-selection rule (black edge: Table 1's rule)")
+    fig.legend(loc="outside lower center", ncol=2, frameon=False)
+    return fig
 
 # %% ../nbs/11_results.ipynb #280e770d
 def _counts(per_seed) -> np.ndarray:

@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from .config import cached, digest
-from .data import GroupDataset, load_split
-from .erm import HISTORY, erm_key, fit, make_model, predict, train_erm
+from .data import ArrayGroupDataset, GroupDataset, load_split
+from .erm import HISTORY, erm_key, features, fit, make_model, predict, train_erm
 from .prune import kept_mask, prune_scores, to_input
 
 # %% auto #0
-__all__ = ['ddb_loss', 'JoinedDataset', 'retrain', 'train_ddb']
+__all__ = ['ddb_loss', 'JoinedDataset', 'retrain', 'train_ddb', 'predicts_new_class', 'probe_accuracy']
 
 # %% ../nbs/09_retrain.ipynb #2aedc9e8
 def ddb_loss(
@@ -143,3 +143,39 @@ def train_ddb(
         return {"tensors": model.state_dict(), "arrays": arrays, "meta": meta}
 
     return cached("ddb", key, compute, cache_dir)
+
+# %% ../nbs/09_retrain.ipynb #dbf440e6
+def predicts_new_class(
+    model: torch.nn.Module,  # a classifier
+    images: np.ndarray,  # uint8 N×H×W×3 as the classifier sees them
+    y_new: np.ndarray,  # the class each image was edited into
+    device: str | torch.device = "cpu",  # where to predict
+) -> float:
+    "Share of `images` that `model` assigns to their new class `y_new`; NaN for no image."
+    if len(images) == 0:
+        return float("nan")
+    ds = ArrayGroupDataset(images, np.asarray(y_new), np.zeros(len(images), int), 2, 2)
+    return float((predict(model, ds, device=device).argmax(1) == np.asarray(y_new)).mean())
+
+
+def probe_accuracy(
+    a: np.ndarray,  # feature rows of one kind (e.g. generated images) N×D
+    b: np.ndarray,  # feature rows of the other kind (real images) M×D
+    seed: int = 0,  # randomness of the subsample and the folds
+    folds: int = 5,  # cross-validation folds
+) -> float:
+    "Cross-validated accuracy of a logistic regression telling rows of `a` from rows of `b`, min(N, M) of each (0.5: no separation)."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    n = min(len(a), len(b))
+    if n < folds:
+        raise ValueError(f"probe_accuracy needs at least {folds} rows of each kind, got {len(a)} and {len(b)}")
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)]])
+    y = np.repeat([1, 0], n)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(probe, X, y, cv=cv, scoring="accuracy").mean())

@@ -249,3 +249,13 @@ def test_summary_leaves_out_what_has_not_run():
     assert rp.summary({}).startswith("DDB or ERM has not been run")
     text = rp.summary(synthetic(ablations=False))
     assert "pruning" not in text and "inversion" not in text and "oracle" not in text
+
+
+def test_self_is_placed_before_ddb_and_its_authors_number_stays_in_its_own_column():
+    res = synthetic()
+    res["methods"]["SELF"] = entry("val", [0.8, 0.82], [0.9, 0.9])
+    t = rp.table1(res)
+    assert list(t.index) == ["ERM", "DFR", "LISA", "SELF", "DDB"]
+    col = "Waterbirds WGA, reported by the method's authors (%)"
+    assert t.loc["SELF", col] == "93.0" and (t.drop(index="SELF")[col] == "–").all()
+    assert t.loc["SELF", "Waterbirds WGA, reported in the paper (%)"] == "–"  # the DDB paper does not list SELF
