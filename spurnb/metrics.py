@@ -131,8 +131,8 @@ def select_epoch(
     if missing:
         raise ValueError(f"history entry {missing[0]} has no {key!r} (recorded before per-epoch scores existed?)")
     best, best_i = -np.inf, 0
-    for i, h in enumerate(history):  # strict > : ties keep the earliest, NaN never wins
-        if h[key] > best:
+    for i, h in enumerate(history):  # strict > : ties keep the earliest, NaN or None (no score) never wins
+        if h[key] is not None and h[key] > best:
             best, best_i = h[key], i
     return best_i
 
@@ -143,8 +143,11 @@ HISTORY_KEYS = ("epoch", "C", "n", "val_worst", "val_worst_class", "val_avg", "t
 def compact_history(
     history: list[dict],  # a stored training's history (`fit`), or DFR's/SELF's candidates
 ) -> list[dict]:
-    "The entries' keys that selection rules read (HISTORY_KEYS), for results.json."
-    return [{k: h[k] for k in HISTORY_KEYS if k in h} for h in history]
+    "The entries' keys that selection rules read (HISTORY_KEYS), for results.json (NaN, a score that does not exist, as None)."
+    def plain(v):
+        return None if isinstance(v, float) and np.isnan(v) else v
+
+    return [{k: plain(h[k]) for k in HISTORY_KEYS if k in h} for h in history]
 
 
 def selected(
