@@ -1033,6 +1033,11 @@ PAPER_RECIPE: list[dict] = [  # key: config key (value read from the profile) or
      "released": "Waterbirds 60, 100; CelebA 1, 50 (JTT's README); MetaShift not stated",
      "spurnb": "{baselines.jtt_id_epochs}, {baselines.jtt_lambda:g}",
      "why": "JTT's own values where it reports them; for MetaShift, one identification epoch and λ_up = 100"},
+    {"setting": "SELF (early-stop epochs; retraining-set sizes n; last layer)", "key": None, "paper": "not compared",
+     "released": "not compared",
+     "spurnb": "{baselines.self_early_epochs}; {baselines.self_n}; class-balanced logistic regression on ERM's features",
+     "why": "SELF is not in the DDB paper; LaBonte et al. also tune the early-stop point and retrain the last layer "
+            "by SGD; here one early-stop point and a DFR-style logistic-regression head"},
 ]
 
 
