@@ -41,7 +41,9 @@ print(json.dumps({"setting": setting, "seconds": round(wall, 1), "test_wga": rou
 """
 
 SETTINGS = ["reference (val and test scored every epoch)", "no per-epoch test scores", "bf16 autocast", "torch.compile",
-            "one thread"]
+            "one thread", "pinned CPU kernels (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)"]
+ENV = {"pinned CPU kernels (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)":
+       {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SETTINGS
@@ -53,6 +55,7 @@ if __name__ == "__main__":
           f"{threads} threads; one ERM training of the cpu profile (seed 0) per setting")
     env = {**os.environ, "OMP_NUM_THREADS": threads, "LEVER_CACHE": os.environ.get("LEVER_CACHE", "runs/cache")}
     for s in chosen:
-        out = subprocess.run([sys.executable, "-c", WORK, s], env=env, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", WORK, s], env={**env, **ENV.get(s, {})}, capture_output=True,
+                             text=True)
         line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
         print(line or json.dumps({"setting": s, "error": out.stderr.strip().splitlines()[-1:]}), flush=True)
