@@ -280,8 +280,10 @@ def plot_selection(
     ax.set_xticks(np.arange(len(names)), names, rotation=20, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("test worst-group accuracy (%)")
-    ax.set_title("Test WGA under each checkpoint-selection rule (black edge: Table 1's rule)")
-    fig.legend(loc="outside lower center", ncol=2, frameon=False)
+    ax.set_title("Test WGA under each checkpoint-selection rule")
+    handles = [Patch(facecolor=f"C{k}", label=RULE_COLUMNS[r]) for k, r in enumerate(rules)]
+    handles.append(Patch(facecolor="white", edgecolor="k", linewidth=1.6, label="the rule behind Table 1"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     return fig
 
 # %% ../nbs/11_results.ipynb #280e770d
