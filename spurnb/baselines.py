@@ -20,10 +20,10 @@ from .erm import HISTORY, features, fit, initial_weights, make_model, predict, t
 from .metrics import epoch_scores, group_report
 
 # %% auto #0
-__all__ = ['GROUP_LABELS', 'DISPLAY_NAMES', 'BASELINE_KNOBS', 'group_balanced_weights', 'train_upsample', 'group_mean_losses',
-           'groupdro_update', 'train_groupdro', 'jtt_weights', 'jtt_stage1', 'train_jtt', 'balanced_subset',
-           'stratified_halves', 'dfr_fit', 'dfr_logits', 'dfr_head', 'train_dfr', 'lisa_partners', 'train_lisa',
-           'disagreement', 'random_halves', 'self_head', 'train_self', 'run_baseline']
+__all__ = ['GROUP_LABELS', 'DISPLAY_NAMES', 'BASELINE_KNOBS', 'REVISIONS', 'group_balanced_weights', 'train_upsample',
+           'group_mean_losses', 'groupdro_update', 'train_groupdro', 'jtt_weights', 'jtt_stage1', 'train_jtt',
+           'balanced_subset', 'stratified_halves', 'dfr_fit', 'dfr_logits', 'dfr_head', 'train_dfr', 'lisa_partners',
+           'train_lisa', 'disagreement', 'random_halves', 'self_head', 'train_self', 'run_baseline']
 
 # %% ../nbs/10_baselines.ipynb #7d2b575f
 GROUP_LABELS = {"ERM": "none", "upsample": "train", "groupdro": "train", "jtt": "val", "dfr": "val", "lisa": "train",
@@ -33,6 +33,7 @@ DISPLAY_NAMES = {"upsample": "Upsampling", "groupdro": "GroupDRO", "jtt": "JTT",
 BASELINE_KNOBS = {"upsample": (), "groupdro": ("groupdro_eta",), "jtt": ("jtt_id_epochs", "jtt_lambda"),
                   "dfr": ("dfr_C", "dfr_retrains"), "lisa": ("lisa_p_sel", "lisa_alpha"),
                   "self": ("self_early_epochs", "self_n")}
+REVISIONS = {"self": "n/2 per class"}  # a method changed without a knob changing: part of its cache key
 
 # %% ../nbs/10_baselines.ipynb #012db788
 def group_balanced_weights(
@@ -359,10 +360,10 @@ def self_head(
     g: np.ndarray,  # validation groups (used only to score the candidates on the selection half)
     n_groups: int,  # number of groups
     scores: np.ndarray,  # disagreement per validation item (`disagreement`)
-    ns: list[int],  # candidate sizes of the retraining set
+    ns: list[int],  # candidate sizes of the retraining set (n // classes most disagreed-on images of each class)
     rng: np.random.Generator,  # randomness of the halves
 ) -> dict:
-    "SELF's last layer: per `n`, a class-balanced logistic regression on the `n` most disagreed-on images of a random half; scored on the other half, the best worst-group `n` kept."
+    "SELF's last layer: per `n`, a logistic regression on the `n` most disagreed-on images of a random half, as many of each class; scored on the other half, the best worst-group `n` kept."
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -370,10 +371,11 @@ def self_head(
     pool, sel = random_halves(len(y), rng)
     sc = StandardScaler().fit(X[pool])  # fitted on the reweighting half: no labels involved
     order = pool[np.argsort(-scores[pool], kind="stable")]
+    classes = np.unique(y)
     cands, heads = [], {}
-    for n in ns:
-        chosen = order[: min(int(n), len(order))]
-        if len(np.unique(y[chosen])) < 2:  # a one-class retraining set cannot train a classifier
+    for n in ns:  # class-balanced: the most disagreed-on n // classes images of each class
+        chosen = np.concatenate([order[y[order] == c][: max(1, int(n) // len(classes))] for c in classes])
+        if len(np.unique(y[chosen])) < 2:  # a class missing from the reweighting half: nothing to retrain on
             cands.append({"n": int(n), "val_worst": float("nan"), "val_worst_class": float("nan"),
                           "val_avg": float("nan"), "classes": np.bincount(y[chosen], minlength=2).tolist()})
             continue
@@ -384,7 +386,7 @@ def self_head(
                       "classes": np.bincount(y[chosen], minlength=2).tolist(),
                       "groups": np.bincount(g[chosen], minlength=n_groups).tolist()})
     if not heads:
-        raise ValueError(f"SELF: every retraining set of sizes {list(ns)} holds one class only; raise baselines.self_n")
+        raise ValueError("SELF: the reweighting half of the validation set lacks a class; it needs images of each")
     best = max(heads, key=lambda n: next(c["val_worst"] for c in cands if c["n"] == n))  # first n with the best WGA
     return {"heads": heads, "n": best, "mean": sc.mean_, "scale": sc.scale_, "candidates": cands,
             "pool": pool, "selection": sel}
@@ -471,5 +473,5 @@ def run_baseline(
                 "meta": {"group_labels": GROUP_LABELS[name], **meta, "seconds": time.perf_counter() - t0}}
 
     key = {"data": dcfg, "erm": training_knobs(ecfg), "epochs": bcfg["epochs"], "baseline": knobs, "seed": seed,
-           "history": HISTORY}
+           "history": HISTORY, **({"revision": REVISIONS[name]} if name in REVISIONS else {})}
     return cached("baseline_" + name, key, compute, cache_dir)

@@ -1036,8 +1036,9 @@ PAPER_RECIPE: list[dict] = [  # key: config key (value read from the profile) or
     {"setting": "SELF (early-stop epochs; retraining-set sizes n; last layer)", "key": None, "paper": "not compared",
      "released": "not compared",
      "spurnb": "{baselines.self_early_epochs}; {baselines.self_n}; class-balanced logistic regression on ERM's features",
-     "why": "SELF is not in the DDB paper; LaBonte et al. also tune the early-stop point and retrain the last layer "
-            "by SGD; here one early-stop point and a DFR-style logistic-regression head"},
+     "why": "SELF is not in the DDB paper; LaBonte et al. also tune the early-stop point, take the n most disagreed-on "
+            "images overall, then class-balance, and retrain the last layer by SGD; here one early-stop point, n / 2 "
+            "of each class, and a DFR-style logistic-regression head"},
 ]
 
 
