@@ -23,7 +23,7 @@ from .metrics import epoch_scores, group_report
 __all__ = ['GROUP_LABELS', 'DISPLAY_NAMES', 'BASELINE_KNOBS', 'REVISIONS', 'group_balanced_weights', 'train_upsample',
            'group_mean_losses', 'groupdro_update', 'train_groupdro', 'jtt_weights', 'jtt_stage1', 'train_jtt',
            'balanced_subset', 'stratified_halves', 'dfr_fit', 'dfr_logits', 'dfr_head', 'train_dfr', 'lisa_partners',
-           'train_lisa', 'disagreement', 'random_halves', 'self_head', 'train_self', 'run_baseline']
+           'train_lisa', 'disagreement', 'self_head', 'train_self', 'run_baseline']
 
 # %% ../nbs/10_baselines.ipynb #7d2b575f
 GROUP_LABELS = {"ERM": "none", "upsample": "train", "groupdro": "train", "jtt": "val", "dfr": "val", "lisa": "train",
@@ -345,15 +345,6 @@ def disagreement(
     return (p_early * (np.log(p_early + eps) - np.log(p_final + eps))).sum(1)
 
 
-def random_halves(
-    n: int,  # number of items
-    rng: np.random.Generator,  # randomness
-) -> tuple[np.ndarray, np.ndarray]:
-    "Split `n` items into two random halves, without looking at labels or groups."
-    perm = rng.permutation(n)
-    return np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
-
-
 def self_head(
     X: np.ndarray,  # validation features N×D of the final model (raw)
     y: np.ndarray,  # validation labels
@@ -368,7 +359,9 @@ def self_head(
     from sklearn.preprocessing import StandardScaler
 
     y, g = np.asarray(y), np.asarray(g)
-    pool, sel = random_halves(len(y), rng)
+    pool, sel = stratified_halves(y, rng)  # halves with (up to one) the same number of each class: class labels only
+    if len(np.unique(y[pool])) < len(np.unique(y)) or not len(sel):  # a class of one image cannot be halved
+        pool = sel = np.arange(len(y))
     sc = StandardScaler().fit(X[pool])  # fitted on the reweighting half: no labels involved
     order = pool[np.argsort(-scores[pool], kind="stable")]
     classes = np.unique(y)
