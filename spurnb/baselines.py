@@ -33,7 +33,7 @@ DISPLAY_NAMES = {"upsample": "Upsampling", "groupdro": "GroupDRO", "jtt": "JTT",
 BASELINE_KNOBS = {"upsample": (), "groupdro": ("groupdro_eta",), "jtt": ("jtt_id_epochs", "jtt_lambda"),
                   "dfr": ("dfr_C", "dfr_retrains"), "lisa": ("lisa_p_sel", "lisa_alpha"),
                   "self": ("self_early_epochs", "self_n")}
-REVISIONS = {"self": "n/2 per class"}  # a method changed without a knob changing: part of its cache key
+REVISIONS = {"self": "n/2 per class, class-stratified halves"}  # a method changed without a knob changing: part of its cache key
 
 # %% ../nbs/10_baselines.ipynb #012db788
 def group_balanced_weights(
