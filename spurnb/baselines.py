@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .config import cached, seed_everything
 from .data import GroupDataset, load_split
 from .erm import HISTORY, features, fit, initial_weights, make_model, predict, train_erm, training_knobs
-from .metrics import epoch_scores, group_report
+from .metrics import epoch_scores, group_report, select_epoch
 
 # %% auto #0
 __all__ = ['GROUP_LABELS', 'DISPLAY_NAMES', 'BASELINE_KNOBS', 'REVISIONS', 'group_balanced_weights', 'train_upsample',
@@ -380,7 +380,7 @@ def self_head(
                       "groups": np.bincount(g[chosen], minlength=n_groups).tolist()})
     if not heads:
         raise ValueError("SELF: the reweighting half of the validation set lacks a class; it needs images of each")
-    best = max(heads, key=lambda n: next(c["val_worst"] for c in cands if c["n"] == n))  # first n with the best WGA
+    best = cands[select_epoch(cands, "val_worst_group")]["n"]  # the first n with the best WGA (NaN never wins)
     return {"heads": heads, "n": best, "mean": sc.mean_, "scale": sc.scale_, "candidates": cands,
             "pool": pool, "selection": sel}
 
@@ -398,7 +398,7 @@ def train_self(
     "SELF on ERM's features; the artifact with val/test logits, the chosen head (as tensors) and meta with every candidate's scores."
     model.load_state_dict(erm_art["tensors"])
     fv, ft = features(model, val, device=device), features(model, test, device=device)
-    p_final = torch.softmax(torch.from_numpy(predict(model, val, device=device)), 1).numpy()
+    p_final = torch.softmax(torch.from_numpy(erm_art["arrays"]["val_logits"]), 1).numpy()  # stored with ERM
     p_early = torch.softmax(torch.from_numpy(predict(early, val, device=device)), 1).numpy()
     scores = disagreement(p_early, p_final)
     head = self_head(fv, val.y, val.g, val.n_groups, scores, list(bcfg["self_n"]), np.random.default_rng(seed))
