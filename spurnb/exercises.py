@@ -23,8 +23,8 @@ from .config import atomic_write_text, get_config, git_commit, project_root
 from .reproduce import parse_override, stage_notebooks
 
 # %% auto #0
-__all__ = ['EXERCISE_PROFILE', 'SCALES_WORK', 'TIME_LINE', 'parse_command', 'check_command', 'exercise_commands', 'lesson_times',
-           'expected_minutes', 'TryThis', 'try_this', 'run_exercise', 'run_exercises', 'main']
+__all__ = ['EXERCISE_PROFILE', 'SCALES_WORK', 'TIME_LINE', 'RUN_HEADER', 'parse_command', 'check_command', 'exercise_commands',
+           'lesson_times', 'expected_minutes', 'TryThis', 'try_this', 'run_exercise', 'run_exercises', 'main']
 
 # %% ../nbs/A6_exercises.ipynb #3facfbfe
 EXERCISE_PROFILE = "lesson"  # the profile every exercise runs on
@@ -97,15 +97,23 @@ SCALES_WORK = {"seeds", "ddb.ablations", "ddb.ablation_n", "ddb.ablation_seeds",
 TIME_LINE = re.compile(r"^(\d\d[a-z]?|A\d)_\S+\s+(\d+(?:\.\d+)?)$")
 
 
+RUN_HEADER = re.compile(r"^# run of .*?(\d+ cores \(.*?\))")  # benchmarks/lesson.sh's first line: names the machine
+
+
 def lesson_times(path: str | Path | None = None) -> dict[str, float]:
-    "Mean seconds per notebook number over the runs recorded in `benchmarks/lesson.txt` (empty when there is none)."
+    "Mean seconds per notebook number over the runs in `benchmarks/lesson.txt` made on the machine of the latest run (empty when there is none)."
     path = Path(path) if path else project_root() / "benchmarks" / "lesson.txt"
+    runs: list[tuple[str | None, dict[str, list[float]]]] = [(None, {})]  # (machine, seconds per notebook)
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if h := RUN_HEADER.match(line.strip()):
+            runs.append((h.group(1), {}))
+        elif m := TIME_LINE.match(line.strip()):
+            runs[-1][1].setdefault(m.group(1), []).append(float(m.group(2)))
     seen: dict[str, list[float]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            m = TIME_LINE.match(line.strip())
-            if m:
-                seen.setdefault(m.group(1), []).append(float(m.group(2)))
+    for machine, times in runs:
+        if machine == runs[-1][0]:
+            for k, v in times.items():
+                seen.setdefault(k, []).extend(v)
     return {k: sum(v) / len(v) for k, v in seen.items()}
 
 
