@@ -41,9 +41,12 @@ print(json.dumps({"setting": setting, "seconds": round(wall, 1), "test_wga": rou
 """
 
 SETTINGS = ["reference (val and test scored every epoch)", "no per-epoch test scores", "bf16 autocast", "torch.compile",
-            "one thread", "pinned CPU kernels (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)"]
+            "one thread", "pinned CPU kernels (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)",
+            "pinned CPU kernels and MKL (the above and MKL_CBWR=AVX2)"]
 ENV = {"pinned CPU kernels (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)":
-       {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+       {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+       "pinned CPU kernels and MKL (the above and MKL_CBWR=AVX2)":
+       {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SETTINGS
