@@ -97,7 +97,7 @@ SCALES_WORK = {"seeds", "ddb.ablations", "ddb.ablation_n", "ddb.ablation_seeds",
 TIME_LINE = re.compile(r"^(\d\d[a-z]?|A\d)_\S+\s+(\d+(?:\.\d+)?)$")
 
 
-RUN_HEADER = re.compile(r"^# run of .*?(\d+ cores \(.*?\))")  # benchmarks/lesson.sh's first line: names the machine
+RUN_HEADER = re.compile(r"^# run of .*?(\d+ cores \(.*\))")  # benchmarks/lesson.sh's first line: names the machine
 
 
 def lesson_times(path: str | Path | None = None) -> dict[str, float]:
