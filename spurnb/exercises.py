@@ -205,6 +205,8 @@ def try_this(
     root: str | Path | None = None,  # project root (default: found from the current folder)
 ) -> TryThis:
     "Show an exercise: its command, expected runtime on the lesson profile and, collapsed, what happened when it ran."
+    if isinstance(keys, str):  # a bare string would be read letter by letter
+        raise TypeError(f"try_this: keys must be a list of dotted results.json keys, got the string {keys!r}")
     root = Path(root) if root else project_root()
     spec = check_command(command, root / "nbs")
     lesson = root / "figures" / EXERCISE_PROFILE

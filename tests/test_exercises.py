@@ -113,3 +113,11 @@ def test_parameters_cells_state_the_lesson_runtime():
         elif abs(float(m.group(1)) - times[key] / 60) > max(0.1, 0.2 * times[key] / 60):
             wrong.append(f"{path.name}: says {m.group(1)} min, benchmarks/lesson.txt {times[key] / 60:.2f}")
     assert not wrong, "; ".join(wrong)
+
+
+def test_try_this_rejects_a_bare_string_for_keys():
+    "keys='methods.DDB.worst' (a string, not a list) fails with one line instead of comparing its letters."
+    from spurnb.exercises import try_this
+
+    with pytest.raises(TypeError, match="keys must be a list"):
+        try_this("spurnb reproduce --profile lesson --only 09 --set ddb.prune.P=0.1", "methods.DDB.worst", root=ROOT)
