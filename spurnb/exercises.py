@@ -103,18 +103,14 @@ RUN_HEADER = re.compile(r"^# run of .*?(\d+ cores \(.*\))")  # benchmarks/lesson
 def lesson_times(path: str | Path | None = None) -> dict[str, float]:
     "Mean seconds per notebook number over the runs in `benchmarks/lesson.txt` made on the machine of the latest run (empty when there is none)."
     path = Path(path) if path else project_root() / "benchmarks" / "lesson.txt"
-    runs: list[tuple[str | None, dict[str, list[float]]]] = [(None, {})]  # (machine, seconds per notebook)
+    seen: dict[str | None, dict[str, list[float]]] = {}  # machine -> notebook -> seconds of each run
+    machine = None  # lines before the first header count as one unnamed machine
     for line in path.read_text().splitlines() if path.exists() else []:
         if h := RUN_HEADER.match(line.strip()):
-            runs.append((h.group(1), {}))
+            machine = h.group(1)
         elif m := TIME_LINE.match(line.strip()):
-            runs[-1][1].setdefault(m.group(1), []).append(float(m.group(2)))
-    seen: dict[str, list[float]] = {}
-    for machine, times in runs:
-        if machine == runs[-1][0]:
-            for k, v in times.items():
-                seen.setdefault(k, []).extend(v)
-    return {k: sum(v) / len(v) for k, v in seen.items()}
+            seen.setdefault(machine, {}).setdefault(m.group(1), []).append(float(m.group(2)))
+    return {k: sum(v) / len(v) for k, v in seen.get(machine, {}).items()}
 
 
 def expected_minutes(
