@@ -25,12 +25,12 @@ if TYPE_CHECKING:  # torch is imported where it is used: the command line answer
 # %% auto #0
 __all__ = ['PER_DATASET', 'PROFILES', 'DATASET_SETTINGS', 'LESSON_CHANGES', 'CHOICES', 'AT_LEAST_ONE', 'UNIT', 'SEEDS', 'SIGNED',
            'NULLABLE', 'ENV_VARS', 'CACHE_VERSION', 'NS', 'PAPER_RECIPE', 'inversion_templates', 'get_config',
-           'derive_profile', 'check_value', 'seed_everything', 'resolve_device', 'project_root', 'find_project',
-           'check_environment', 'run_name', 'output_path', 'figures_root', 'run_paths', 'assets_dir', 'sha256_file',
-           'write_sums', 'check_sums', 'CacheWarning', 'config_hash', 'digest', 'save_artifact', 'load_artifact',
-           'artifact_hash', 'read_entry', 'file_lock', 'work_dir', 'process_state', 'collective_state', 'alone',
-           'cached', 'job_count', 'run_jobs', 'git_commit', 'atomic_write_text', 'update_results', 'shipped_artifact',
-           'ship_artifact', 'departures']
+           'derive_profile', 'check_value', 'seed_everything', 'resolve_device', 'native_bf16_cpu', 'precision_name',
+           'project_root', 'find_project', 'check_environment', 'run_name', 'output_path', 'figures_root', 'run_paths',
+           'assets_dir', 'sha256_file', 'write_sums', 'check_sums', 'CacheWarning', 'config_hash', 'digest',
+           'save_artifact', 'load_artifact', 'artifact_hash', 'read_entry', 'file_lock', 'work_dir', 'process_state',
+           'collective_state', 'alone', 'cached', 'job_count', 'run_jobs', 'git_commit', 'atomic_write_text',
+           'update_results', 'shipped_artifact', 'ship_artifact', 'departures']
 
 # %% ../nbs/A1_config.ipynb #c04d33cf
 PER_DATASET = "<per dataset>"  # a profile value taken from DATASET_SETTINGS[data.name] by `get_config`
@@ -72,14 +72,14 @@ PROFILES: dict[str, dict] = {
                       "inpaint_steps": 4, "inpaint_lr": 5e-4, "inpaint_full_share": 0.15},
     },
     "cpu": {
-        "seeds": [0, 1, 2],
+        "seeds": [0, 1, 2, 3, 4],
         "data": {"name": "waterbirds_lite", "root": None, "size": 32, "seed": 0,
                  "lite": {"n_digits": 5000, "fractions": [0.4, 0.36, 0.08, 0.16], "p_majority": 0.95,
                           "train_copies": 2, "world_copies": 5}},
         "erm": {"arch": "resnet_small", "widths": [16, 32, 64], "weights": "world", "pretrain_epochs": 12,
                 "pretrain_lr": 2e-3, "epochs": 19, "lr": 1e-4, "schedule": "constant", "weight_decay": 1e-4,
                 "batch_size": 64, "augment": "pad_crop", "select": "avg", "K": 300, "device": "auto",
-                "precision": "fp32", "loader_workers": 0},
+                "precision": "auto", "loader_workers": 0},
         "baselines": {"methods": ["upsample", "groupdro", "jtt", "dfr", "lisa", "self"], "epochs": 18, "groupdro_eta": 0.01,
                       "jtt_id_epochs": 5, "jtt_lambda": 20, "dfr_C": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
                       "dfr_retrains": 10, "lisa_p_sel": 0.5, "lisa_alpha": 2.0, "self_early_epochs": 2,
@@ -91,9 +91,9 @@ PROFILES: dict[str, dict] = {
                               "templates": ["a photo of a {}"], "placeholder": "<c{}>", "steps": 300, "lr": 1e-2,
                               "batch_size": 16, "weight_decay": 0.0, "mask_weight": 4.0,
                               "tokens_per_class": 5,
-                              "precision": "fp32", "grad_checkpointing": False, "accumulate": 1},
+                              "precision": "auto", "grad_checkpointing": False, "accumulate": 1},
                 "inpaint": {"template": "a photo of a {}", "mask": "box", "grow": 2, "steps": 15, "guidance": 7.5,
-                            "seed": 42, "batch_size": 64, "chunk": 256, "precision": "fp32"},
+                            "seed": 42, "batch_size": 64, "chunk": 256, "precision": "auto"},
                 "prune": {"enabled": True, "ig_steps": 25, "P": 0.3, "batch_size": 32, "internal_batch_size": 800},
                 "retrain": {"epochs": 10, "lr": 1e-4, "gamma": [6.0, 10.0], "optimizer": "adamw", "schedule": "constant",
                             "weight_decay": 1e-4, "batch_size": 64},
@@ -376,6 +376,30 @@ def resolve_device(name: str = "auto") -> torch.device:
             return state.device
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def native_bf16_cpu() -> bool:
+    "Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX): there bf16 autocast is faster; elsewhere it is emulated and slower."
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: the kernel's list of CPU flags
+        try:
+            flags = set(Path("/proc/cpuinfo").read_text().split())
+        except OSError:
+            return False
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    "A compute dtype as the config names it: fp32, fp16 or bf16 (how cache keys record what `auto` resolved to)."
+    import torch
+
+    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    if dtype not in names:
+        raise ValueError(f"no precision name for {dtype}; expected float32, float16 or bfloat16")
+    return names[dtype]
 
 # %% ../nbs/A1_config.ipynb #7a130753
 def project_root(start: str | Path | None = None) -> Path:
@@ -818,9 +842,10 @@ def run_jobs(
     calls: list,  # one entry per job: a tuple of positional arguments or a dict of keyword arguments
     jobs: int | None = None,  # worker processes (default: `job_count`)
     desc: str = "jobs",  # progress-bar label
+    together: bool = False,  # under `accelerate launch`: every process takes part in each job in turn (`fn` splits its own work)
     **common,  # keyword arguments shared by every call
 ) -> list:
-    "Results of `fn` for each of `calls`, in order; with `jobs` > 1 they are first computed in worker processes, under `accelerate launch` split between its processes."
+    "Results of `fn` for each of `calls`, in order; with `jobs` > 1 they are first computed in worker processes, under `accelerate launch` split between its processes (or, `together`, made by all of them one job at a time)."
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     import multiprocessing as mp
@@ -832,6 +857,8 @@ def run_jobs(
     jobs = job_count() if jobs is None else jobs
     calls = list(calls)
     state = collective_state()
+    if state is not None and together:  # each job is computed by every process at once: no job split, no pool
+        return [_call(fn, c, common) for c in calls]
     if state is not None and len(calls) > 1:  # several processes: each fills the cache with its share, then all read
         from accelerate.utils import gather_object
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import assets_dir, check_sums, write_sums
+from .config import assets_dir, check_sums, native_bf16_cpu, write_sums
 from .data import DIGIT_WORDS, land_background, load_split, water_background
 
 # %% auto #0
@@ -251,9 +251,11 @@ def compute_dtype(
     precision: str,  # auto, fp32, fp16 or bf16 (`ddb.inversion.precision`, `ddb.inpaint.precision`)
     device: str | torch.device = "cpu",  # where the model runs
 ) -> torch.dtype:
-    "The dtype a diffusion stage computes in: `auto` is fp16 on a GPU (the paper's recipe) and fp32 elsewhere."
+    "The dtype a diffusion stage computes in: `auto` is fp16 on a GPU (the paper's recipe), bf16 on a CPU with native bf16, fp32 elsewhere."
     if precision == "auto":
-        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+        if torch.device(device).type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if torch.device(device).type == "cpu" and native_bf16_cpu() else torch.float32
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto, fp32, fp16 or bf16, got {precision!r}")
     return PRECISIONS[precision]

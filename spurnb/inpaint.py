@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import CacheWarning, cached, collective_state, config_hash, digest
+from .config import CacheWarning, cached, collective_state, config_hash, digest, precision_name
 from .data import load_split
 from .generator import box_masks, compute_dtype, get_inpainter, inpaint, load_generator, model_fingerprint
 from .inversion import draw_tokens, images_of, invert, load_tokens
@@ -149,7 +149,8 @@ def generate(
     maj = majority_masks(cfg, seed, cache_dir, device)["arrays"]
     model = inpaint_model(dcfg, gcfg, cache_dir)
     key = {"tokens": digest(inv["tensors"]), "majority": digest(maj), "model": model_fingerprint(model),
-           "inpaint": pcfg, "seed": seed}
+           "inpaint": {**pcfg, "precision": precision_name(compute_dtype(pcfg.get("precision", "fp32"), device))},
+           "seed": seed}  # `auto` as the dtype it resolves to on this machine
 
     def compute():
         t0 = time.perf_counter()

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import CacheWarning, cached, config_hash, seed_everything, work_dir
+from .config import CacheWarning, cached, collective_state, config_hash, precision_name, seed_everything, work_dir
 from .data import GroupDataset, load_split
 from .generator import compute_dtype, get_generator, load_generator, model_fingerprint
 
 # %% auto #0
 __all__ = ['INVERSION_SELECT', 'inversion_images', 'images_of', 'token_groups', 'token_names', 'learn_tokens', 'draw_tokens',
-           'save_tokens', 'load_tokens', 'invert']
+           'class_seed', 'learn_per_class', 'save_tokens', 'load_tokens', 'invert']
 
 # %% ../nbs/05_inversion.ipynb #48d8ab6b
 INVERSION_SELECT = ("highest_loss", "random", "lowest_loss")
@@ -251,7 +251,9 @@ def learn_tokens(
         sched = DDPMScheduler.from_config(pipe.scheduler.config)
         emb.requires_grad_(True)
         opt = torch.optim.AdamW([emb], lr=icfg["lr"], weight_decay=icfg["weight_decay"])
-        ckpt, every = work_dir("inversion.pt"), max(1, int(icfg["steps"]) // 20)  # ~20 checkpoints in a cache entry
+        # ~20 checkpoints in a cache entry, one file per set of classes learned together
+        ckpt = work_dir(f"inversion-{'-'.join(map(str, classes))}.pt")
+        every = max(1, int(icfg["steps"]) // 20)
         first = _load_inversion_state(ckpt, emb, ids, opt, g, rng, history, scaler) if ckpt is not None and ckpt.exists() else 0
         bar = tqdm(range(first, icfg["steps"]), desc="textual inversion", leave=False, initial=first, total=icfg["steps"])
         for step in bar:
@@ -315,6 +317,50 @@ def draw_tokens(
         n = np.array([meta["token_images"][t_] for t_ in words], float)
         out.append(words[rng.choice(len(words), p=n / n.sum() if n.sum() > 0 else None)])
     return out
+
+# %% ../nbs/05_inversion.ipynb #922abedf
+def class_seed(seed: int, c: int) -> int:
+    "The random seed of class `c`'s inversion loop for stage seed `seed` (independent streams per class)."
+    return int(np.random.SeedSequence([int(seed), int(c)]).generate_state(1)[0])
+
+
+def learn_per_class(
+    model: str | Path,  # text-to-image model, as for `learn_tokens`
+    images: dict[int, np.ndarray],  # per class, uint8 N×H×W×3 images
+    icfg: dict,  # the config's `ddb.inversion` section
+    seed: int = 0,  # stage seed: class `c` learns with `class_seed(seed, c)`
+    device: str | torch.device = "cpu",  # where to train
+    masks: dict[int, np.ndarray] | None = None,  # per class, bool N×H×W object masks
+    groups: dict[int, np.ndarray] | None = None,  # per class, which of its words each image teaches
+) -> tuple[dict[str, torch.Tensor], dict]:
+    "`learn_tokens` for each class on its own (split between the processes of an `accelerate launch`), merged: words and a record."
+    classes = sorted(images)
+    mine, state = classes, collective_state()
+    if state is not None:  # each process learns its share of the classes, then all exchange what they learned
+        with state.split_between_processes(classes) as mine:
+            mine = list(mine)
+        print(f"inversion: process {state.process_index} of {state.num_processes} learns class(es) {mine} of {classes}",
+              file=sys.stderr, flush=True)
+    parts = [(c, *learn_tokens(model, {c: images[c]}, icfg, class_seed(seed, c), device,
+                               None if masks is None else {c: masks[c]}, None if groups is None else {c: groups[c]}))
+             for c in mine]
+    if state is not None:
+        from accelerate.utils import gather_object
+
+        parts = gather_object(parts)  # every process's classes, in process order
+    if sorted(c for c, _, _ in parts) != classes:
+        raise RuntimeError(f"inversion: the processes learned classes {[c for c, _, _ in parts]}, not {classes} once each")
+    parts.sort(key=lambda p: p[0])
+    learned = {t_: v.cpu() for _, words, _ in parts for t_, v in words.items()}
+    metas = [m for _, _, m in parts]
+    hist = [m["history"] for m in metas]
+    meta = {"tokens": [t_ for m in metas for t_ in m["tokens"]], "init_word": metas[0]["init_word"],
+            # one step of every class: their mean is the loss of a batch holding `batch_size` images of each
+            "history": np.mean(hist, axis=0).tolist() if hist and all(hist) else [],
+            "class_history": {str(c): m["history"] for c, m in zip(classes, metas)}}
+    for k in ("class_tokens", "token_images", "relative_move", "n_images"):
+        meta[k] = {kk: v for m in metas for kk, v in m[k].items()}
+    return learned, meta
 
 # %% ../nbs/05_inversion.ipynb #292aa286
 def _token_dir(token: str) -> str:
@@ -388,8 +434,9 @@ def invert(
     icfg["n_samples"] = icfg["n_samples"] if n_samples is None else int(n_samples)
     icfg["select"] = icfg["select"] if select is None else select
     model = get_generator(dcfg, gcfg, cache_dir)
-    key = {"data": dcfg, "erm": training_knobs(ecfg), "model": model_fingerprint(model), "size": gcfg["size"], "inv": icfg,
-           "seed": seed, **({"segment": cfg["segment"]} if icfg["mask_weight"] > 0 else {})}
+    key = {"data": dcfg, "erm": training_knobs(ecfg), "model": model_fingerprint(model), "size": gcfg["size"],
+           "inv": {**icfg, "precision": precision_name(compute_dtype(icfg.get("precision", "fp32"), device))},
+           "per_class": True, "seed": seed, **({"segment": cfg["segment"]} if icfg["mask_weight"] > 0 else {})}
 
     def compute():
         t0 = time.perf_counter()
@@ -407,14 +454,14 @@ def invert(
         net = make_model(ecfg["arch"], train.n_classes, ecfg["widths"], erm["tensors"])
         groups = {c: token_groups(features(net, train.subset(i), device=device), int(icfg["tokens_per_class"]), seed)
                   for c, i in idx.items()}
-        learned, meta = learn_tokens(model, imgs, icfg, seed, device, masks, groups)
+        learned, meta = learn_per_class(model, imgs, icfg, seed, device, masks, groups)
         meta.update(seconds=time.perf_counter() - t0, select=icfg["select"],
                     group_counts={str(c): np.bincount(train.g[i], minlength=train.n_groups).tolist()
                                   for c, i in idx.items()})
         return {"tensors": learned, "meta": meta, "arrays": {**{f"idx_{c}": i for c, i in idx.items()},
                                                              **{f"group_{c}": v for c, v in groups.items()}}}
 
-    art = cached("inversion", key, compute, cache_dir)
+    art = cached("inversion", key, compute, cache_dir, collective=True)  # its processes share the classes
     art["files"] = save_tokens(art["tensors"], Path(cache_dir) / "tokens" / config_hash(key))
     art["idx"] = {int(k[4:]): v for k, v in art.get("arrays", {}).items() if k.startswith("idx_")}
     art["groups"] = {int(k[6:]): v for k, v in art.get("arrays", {}).items() if k.startswith("group_")}

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from spurnb.config import digest, get_config
 from spurnb.generator import load_generator
 from spurnb.inpaint import inpaint_masks, inpaint_resumable, target_classes
-from spurnb.inversion import (draw_tokens, images_of, inversion_images, learn_tokens, load_tokens,
-                              save_tokens, token_groups)
+from spurnb.inversion import (class_seed, draw_tokens, images_of, inversion_images, learn_per_class, learn_tokens,
+                              load_tokens, save_tokens, token_groups)
 from spurnb.prune import prune_decision, psi_scores, psi_thresholds, rho_scores
 from spurnb.retrain import JoinedDataset, ddb_loss
 from spurnb.data import ArrayGroupDataset
@@ -43,6 +43,19 @@ def test_learned_tokens_move_and_nothing_else_does(folder, icfg):
     assert torch.equal(before, after)  # the model on disk is untouched
     zero, meta0 = learn_tokens(folder, {0: _images(0), 1: _images(0)}, icfg, seed=0)
     assert meta0["history"] == [] and torch.equal(zero["<c0>"], zero["<c1>"])  # N = 0: the initial word
+
+
+def test_classes_learn_apart_and_merge_to_what_each_learns_alone(folder, icfg):
+    "learn_per_class is learn_tokens on each class with its own seed, merged: what each process of a split run makes."
+    images = {0: _images(3), 1: _images(3, 1)}
+    learned, meta = learn_per_class(folder, images, icfg, seed=5)
+    alone = {c: learn_tokens(folder, {c: images[c]}, icfg, seed=class_seed(5, c)) for c in (0, 1)}
+    assert list(learned) == ["<c0>", "<c1>"] and meta["tokens"] == ["<c0>", "<c1>"]
+    for c, t_ in ((0, "<c0>"), (1, "<c1>")):
+        assert torch.equal(learned[t_], alone[c][0][t_])
+        assert meta["class_history"][str(c)] == alone[c][1]["history"]
+    assert meta["history"] == pytest.approx([(a + b) / 2 for a, b in zip(alone[0][1]["history"], alone[1][1]["history"])])
+    assert meta["class_tokens"] == {"0": ["<c0>"], "1": ["<c1>"]} and meta["n_images"] == {"0": 3, "1": 3}
 
 
 def test_several_words_per_class_each_learn_from_their_own_images(folder, icfg):

@@ -1,4 +1,6 @@
 "ERM stage on the smoke profile: caching, per-sample losses, and the majority set."
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 import torch
@@ -85,7 +87,11 @@ def test_half_precision_trains_close_to_fp32():
 def test_train_dtype():
     from spurnb.erm import train_dtype
 
-    assert train_dtype("auto", "cpu") == torch.float32 and train_dtype("bf16") == torch.bfloat16
+    assert train_dtype("bf16") == torch.bfloat16 and train_dtype("fp16", "cpu") == torch.float16
+    with patch("spurnb.erm.native_bf16_cpu", return_value=True):  # an AVX512-BF16 or AMX CPU
+        assert train_dtype("auto", "cpu") == torch.bfloat16
+    with patch("spurnb.erm.native_bf16_cpu", return_value=False):  # one that would only emulate bf16
+        assert train_dtype("auto", "cpu") == torch.float32
     with pytest.raises(ValueError, match="erm.precision must be auto, fp32, fp16 or bf16, got 'fp8'"):
         train_dtype("fp8")
 
@@ -99,6 +105,17 @@ def test_default_precision_and_loaders_keep_the_cache_keys():
     assert training_knobs({**ecfg, "precision": "fp32", "loader_workers": 0}) == {"epochs": 2, "lr": 1e-3}
     assert training_knobs({**ecfg, "precision": "bf16", "loader_workers": 4}) == {
         "epochs": 2, "lr": 1e-3, "precision": "bf16", "loader_workers": 4}
+
+
+def test_auto_precision_is_keyed_by_what_it_resolves_to():
+    "`auto` is bf16 on one CPU and fp32 on another: the key names the dtype, so neither machine reads the other's models."
+    from spurnb.erm import erm_key
+
+    ecfg = {"epochs": 2, "K": 5, "device": "cpu", "precision": "auto"}
+    with patch("spurnb.erm.native_bf16_cpu", return_value=True):
+        assert erm_key(ecfg) == {"epochs": 2, "K": 5, "device": "cpu", "precision": "bf16"}
+    with patch("spurnb.erm.native_bf16_cpu", return_value=False):  # the very key of an fp32 run
+        assert erm_key(ecfg) == erm_key({**ecfg, "precision": "fp32"}) == {"epochs": 2, "K": 5, "device": "cpu"}
 
 
 # ---------------------------------------------------------------- per-epoch histories and selection rules

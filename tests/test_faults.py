@@ -216,7 +216,7 @@ def test_one_kernel_starts_every_notebook_as_a_fresh_kernel_would(project):
 # spurnb again for every notebook). 06 and 08 only draw their stages' figures: left out, make test's budget is tight
 SMOKE = ["--profile", "smoke", "--only", "03", "05", "07", "09", "--seeds", "0", "--no-ablations", "--one-kernel"]
 # the stages killed and resumed below, and where each keeps its checkpoint while it computes
-KILLS = {"erm": "erm/*.work/fit-*.pt", "inversion": "inversion/*.work/inversion.pt", "ddb": "ddb/*.work/fit-*.pt"}
+KILLS = {"erm": "erm/*.work/fit-*.pt", "inversion": "inversion/*.work/inversion-*.pt", "ddb": "ddb/*.work/fit-*.pt"}
 # the cache entries the one-process runs make again (the rest, trained once and not under test, is copied)
 REMADE = ["erm", "inversion", "majority_masks", "generated", "inpaint_parts", "prune_scores", "ddb"]
 
@@ -308,6 +308,8 @@ def test_two_processes_make_what_one_makes(smoke_runs):
     assert "oracle: process 0 of 2 computed job(s) [0] of 2" in log  # 03's two trainings, one per process
     assert "oracle: process 1 of 2 computed job(s) [1] of 2" in log
     assert "inpainting: process 0 of 2 generates" in log and "inpainting: process 1 of 2 generates" in log
+    assert "inversion: process 0 of 2 learns class(es) [0] of [0, 1]" in log  # one class each
+    assert "inversion: process 1 of 2 learns class(es) [1] of [0, 1]" in log
     assert not (smoke_runs["whole"] / "runs" / "smoke" / ".staging").exists()
     assert (smoke_runs["whole"] / "runs" / "smoke" / "process-1" / "09_retrain.ipynb").exists()
     # the same code on the same data, each training at one thread (OMP_NUM_THREADS=1 in make test) in either case:
@@ -321,7 +323,7 @@ def test_kill_mid_stage_then_rerun_gives_the_same_results(smoke_runs):
     logs = smoke_runs["logs"]
     # each rerun went on from the killed computation's checkpoint (the next run, killed or not, resumed it)
     assert re.search(r"fit-erm_seed=0_\.pt: resuming after epoch [1-9]", logs["killed in inversion"])
-    assert re.search(r"inversion\.pt: resuming after step [1-9]", logs["killed in ddb"])
+    assert re.search(r"inversion-[0-9-]+\.pt: resuming after step [1-9]", logs["killed in ddb"])
     assert re.search(r"fit-ddb_seed=0_\.pt: resuming after epoch [1-9]", logs["done"])
     assert _numbers(smoke_runs["killed"]) == _numbers(smoke_runs["whole"])
 
