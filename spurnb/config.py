@@ -90,8 +90,8 @@ PROFILES: dict[str, dict] = {
         "ddb": {"inversion": {"n_samples": 30, "select": "highest_loss", "init_word": "digit",
                               "templates": ["a photo of a {}"], "placeholder": "<c{}>", "steps": 300, "lr": 1e-2,
                               "batch_size": 16, "weight_decay": 0.0, "mask_weight": 4.0,
-                              "tokens_per_class": 5,
-                              "precision": "auto", "grad_checkpointing": False, "accumulate": 1},
+                              "tokens_per_class": 5,  # fp32: bf16 inversion is 1.3x slower on CPUs (benchmarks/cpu_precision.txt)
+                              "precision": "fp32", "grad_checkpointing": False, "accumulate": 1},
                 "inpaint": {"template": "a photo of a {}", "mask": "box", "grow": 2, "steps": 15, "guidance": 7.5,
                             "seed": 42, "batch_size": 64, "chunk": 256, "precision": "auto"},
                 "prune": {"enabled": True, "ig_steps": 25, "P": 0.3, "batch_size": 32, "internal_batch_size": 800},
