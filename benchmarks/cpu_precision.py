@@ -2,10 +2,10 @@
 19). Each setting runs in a fresh process with SPURNB_THREADS threads (default 1: a `make reproduce` worker's share of
 a 2-core machine). Measured: one textual inversion (the cpu profile's settings, 40 of its 300 steps, 30 images per
 class) jointly (`learn_tokens` on both classes) and per class (`learn_per_class`); inpainting 64 images (15 steps,
-one batch) with the shipped inpainting model; one ERM training (19 epochs) with the code before and after fused AdamW
-and bf16 epoch scoring. Needs a cache holding the world-pretrained classifier (BENCH_CACHE, default runs/cache; the
+one batch) with the shipped inpainting model; one ERM training (19 epochs, bf16 autocast) with AdamW's loop and
+with fused AdamW. Needs a cache holding the world-pretrained classifier (BENCH_CACHE, default runs/cache; the
 shipped models need nothing). Usage:
-    .venv/bin/python benchmarks/cpu_precision.py >> benchmarks/cpu_precision.txt"""
+    .venv/bin/python benchmarks/cpu_precision.py [stage ...] >> benchmarks/cpu_precision.txt"""
 import json
 import os
 import subprocess
@@ -38,17 +38,15 @@ elif kind == "inpainting":
     masks[:, 8:24, 8:24] = True
     t = time.perf_counter()
     inpaint(pipe, train.images[:64], masks, ["a photo of a seven"] * 64, seed=0, steps=15, guidance=7.5, batch_size=64)
-else:  # one ERM training in bf16: `before` undoes this commit's fused AdamW and bf16 epoch scoring
+else:  # one ERM training in bf16, with `fit`'s fused AdamW or, `loop`, without
     import spurnb.erm as E
     ecfg = {**cfg["erm"], "precision": "bf16"}
     val, test = load_split(dcfg, "val"), load_split(dcfg, "test")
-    if setting == "before (AdamW loop, epochs scored in fp32)":
+    if setting == "AdamW loop":
         class Loop(torch.optim.AdamW):
             def __init__(self, *a, fused=None, **k):
                 super().__init__(*a, **k)
         E.torch.optim.AdamW = Loop
-        scores = E.predict
-        E.predict = lambda *a, dtype=None, **k: scores(*a, **k)
     w = E.initial_weights(dcfg, ecfg, cache, "cpu")
     seed_everything(0)
     m = E.make_model(ecfg["arch"], 2, ecfg["widths"], w)
@@ -60,8 +58,7 @@ print(json.dumps({"stage": kind, "setting": setting, "threads": torch.get_num_th
 
 SETTINGS = [("inversion", "joint fp32"), ("inversion", "joint bf16"), ("inversion", "per_class fp32"),
             ("inversion", "per_class bf16"), ("inpainting", "fp32"), ("inpainting", "bf16"),
-            ("ERM training", "before (AdamW loop, epochs scored in fp32)"),
-            ("ERM training", "after (fused AdamW, epochs scored in bf16)")]
+            ("ERM training", "AdamW loop"), ("ERM training", "fused AdamW")]
 
 if __name__ == "__main__":
     cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -70,7 +67,7 @@ if __name__ == "__main__":
     threads = os.environ.get("SPURNB_THREADS", "1")
     print(f"# {time.strftime('%F %H:%M', time.gmtime())} UTC, {os.cpu_count()} cores ({cpu}, {isa}), {threads} thread(s)")
     env = {**os.environ, "OMP_NUM_THREADS": threads, "BENCH_CACHE": os.environ.get("BENCH_CACHE", "runs/cache")}
-    for kind, s in SETTINGS:
+    for kind, s in [x for x in SETTINGS if not sys.argv[1:] or x[0] in sys.argv[1:]]:
         out = subprocess.run([sys.executable, "-c", WORK, kind, s], env=env, capture_output=True, text=True)
         line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
         print(line or json.dumps({"stage": kind, "setting": s, "error": out.stderr.strip().splitlines()[-1:]}), flush=True)
