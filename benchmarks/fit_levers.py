@@ -18,7 +18,7 @@ from spurnb.erm import fit, initial_weights, make_model, predict
 from spurnb.metrics import group_report
 setting = sys.argv[1]
 cfg = get_config("cpu")
-dcfg, ecfg = cfg["data"], dict(cfg["erm"])
+dcfg, ecfg = cfg["data"], {**cfg["erm"], "precision": "fp32"}  # the reference is fp32 (the profile's `auto` may be bf16)
 train, val, test = (load_split(dcfg, s) for s in ("train", "val", "test"))
 weights = initial_weights(dcfg, ecfg, os.environ["LEVER_CACHE"], "cpu")
 kw = {"test": test}
