@@ -20,7 +20,7 @@ for how in one two; do
      > "$work/$how.log" 2>&1) || { tail -30 "$work/$how.log"; exit 1; }
   tail -1 "$work/$how.log"
 done
-grep -oh 'inpainting: process [0-9] of 2 generates [^(]*\|[A-Za-z ()]*: process [0-9] of 2 computed job(s) [^"\\]*' \
+grep -oh 'inpainting: process [0-9] of 2 generates [^(]*\|inversion: process [0-9] of 2 learns [^"\\]*\|[A-Za-z ()]*: process [0-9] of 2 computed job(s) [^"\\]*' \
   "$work"/two/runs/smoke/*.ipynb "$work"/two/runs/smoke/process-1/*.ipynb | sed 's/^ *//' | sort -u
 .venv/bin/python - "$work/one/figures/smoke/results.json" "$work/two/figures/smoke/results.json" <<'PY'
 import json, re, sys
