@@ -38,15 +38,15 @@ elif kind == "inpainting":
     masks[:, 8:24, 8:24] = True
     t = time.perf_counter()
     inpaint(pipe, train.images[:64], masks, ["a photo of a seven"] * 64, seed=0, steps=15, guidance=7.5, batch_size=64)
-else:  # one ERM training in bf16, with `fit`'s fused AdamW or, `loop`, without
+else:  # one ERM training in bf16 with `fit`'s AdamW (its per-parameter loop) or, `fused`, AdamW's fused kernel
     import spurnb.erm as E
     ecfg = {**cfg["erm"], "precision": "bf16"}
     val, test = load_split(dcfg, "val"), load_split(dcfg, "test")
-    if setting == "AdamW loop":
-        class Loop(torch.optim.AdamW):
-            def __init__(self, *a, fused=None, **k):
-                super().__init__(*a, **k)
-        E.torch.optim.AdamW = Loop
+    if setting == "fused AdamW":
+        class Fused(torch.optim.AdamW):
+            def __init__(self, *a, **k):
+                super().__init__(*a, fused=True, **k)
+        E.torch.optim.AdamW = Fused
     w = E.initial_weights(dcfg, ecfg, cache, "cpu")
     seed_everything(0)
     m = E.make_model(ecfg["arch"], 2, ecfg["widths"], w)

@@ -351,7 +351,7 @@ def learn_per_class(
     if sorted(c for c, _, _ in parts) != classes:
         raise RuntimeError(f"inversion: the processes learned classes {[c for c, _, _ in parts]}, not {classes} once each")
     parts.sort(key=lambda p: p[0])
-    learned = {t_: v.cpu() for _, words, _ in parts for t_, v in words.items()}
+    learned = {t_: v for _, words, _ in parts for t_, v in words.items()}  # learn_tokens returns them on the CPU
     metas = [m for _, _, m in parts]
     hist = [m["history"] for m in metas]
     meta = {"tokens": [t_ for m in metas for t_ in m["tokens"]], "init_word": metas[0]["init_word"],
